@@ -1,0 +1,62 @@
+"""Public entry point: validate, dispatch to a registered path, shape the output."""
+from __future__ import annotations
+
+import torch
+
+from .problem import IndexerProblem
+from .registry import get_path
+
+DEFAULT_PATH = "stream"
+
+
+def indexer_topk(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, topk: int, *, ratio: int = 4,
+                 offset: int = 0, path: str = DEFAULT_PATH, return_scores: bool = False,
+                 workspace_bytes: int | None = None, chunk_q: int | None = None,
+                 chunk_t: int | None = None, q_scale: torch.Tensor | None = None,
+                 k_scale: torch.Tensor | None = None, check_finite: bool = True):
+    """Top-``topk`` compressed keys per query for DeepSeek-V4's CSA indexer.
+
+    ``score[b,s,t] = Σ_h w[b,s,h] · relu(q[b,s,h,:] · k[b,t,:])`` accumulated in fp32, over the
+    keys visible from ``s``: ``t < (offset + s + 1) // ratio``.
+
+    Args:
+        q: ``[B, S, H, D]`` (or ``[S, H, D]``) bf16 / fp16 / fp32, or fp8 e4m3 with ``q_scale``.
+        k: ``[B, T, D]`` (or ``[T, D]``), same dtype as ``q``.
+        w: ``[B, S, H]`` (or ``[S, H]``) fp32 weights with every scale folded in.
+        topk: entries per query (``>= 1``). ``ratio``: compression ratio (``>= 1``).
+        offset: position of query 0 (``>= 0``; chunked prefill).
+        path: a name from :func:`streamindex.list_paths`.
+        return_scores: also return the fp32 scores of the selected keys.
+        workspace_bytes: scratch budget for the memory-bounded paths (``stream``, ``chunked_torch``).
+        chunk_q, chunk_t: query / key chunk sizes (``partition_merge``; ``chunk_q`` also caps the
+            query chunk of ``chunked_torch`` and ``stream``).
+        q_scale, k_scale: fp32 ``[B, S, H]`` / ``[B, T]`` dequantisation scales for fp8 inputs.
+        check_finite: reject NaN / Inf inputs with a ``ValueError`` (one extra read of the inputs).
+            With ``False``, rows whose scores are not finite get unspecified indices.
+
+    Returns:
+        ``idx`` int32 ``[B, S, topk]``: visible keys by score descending, equal scores by smaller
+        index first; slots beyond the number of visible keys hold ``-1``. With ``return_scores``,
+        ``(idx, scores)`` where ``scores`` is fp32 with ``-inf`` in the ``-1`` slots. Unbatched
+        inputs give unbatched outputs.
+    """
+    spec = get_path(path)
+    problem = IndexerProblem.from_args(q, k, w, topk, ratio=ratio, offset=offset, q_scale=q_scale,
+                                       k_scale=k_scale, check_finite=check_finite)
+    if spec.needs_cuda and not problem.device.type == "cuda" and not _triton_interpreted():
+        raise ValueError(f"path {path!r} needs CUDA tensors (or TRITON_INTERPRET=1), got {problem.device}")
+    for name, v in (("workspace_bytes", workspace_bytes), ("chunk_q", chunk_q), ("chunk_t", chunk_t)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {v!r}")
+    idx, scores = spec.fn(problem, return_scores=return_scores, workspace_bytes=workspace_bytes,
+                          chunk_q=chunk_q, chunk_t=chunk_t)
+    if problem.squeeze:
+        idx = idx.squeeze(0)
+        scores = None if scores is None else scores.squeeze(0)
+    return (idx, scores) if return_scores else idx
+
+
+def _triton_interpreted() -> bool:
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"

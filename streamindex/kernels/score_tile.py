@@ -1,0 +1,83 @@
+"""Fused indexer score tile in Triton.
+
+One program computes ``score[s, t] = kscale[t] · Σ_h w[s,h] · relu(q[s,h,:] · k[t,:])`` for a
+``BLOCK_S × BLOCK_T`` tile of (query, key) pairs: the key tile is loaded once, the heads are a
+loop of ``tl.dot`` whose fp32 results are relu'd, weighted and summed in registers, so per-head
+logits never reach HBM. Keys not visible from a query get ``-inf``; a tile that no query of the
+block can see is not computed at all (only filled with ``-inf``).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def score_tile_kernel(Q, K, W, KSCALE, OUT,
+                      s0, n_rows, n_cols, T, ratio, offset,
+                      stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_wb, stride_ws,
+                      stride_ksb, stride_ob, stride_or,
+                      H: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr,
+                      BLOCK_S: tl.constexpr, BLOCK_T: tl.constexpr,
+                      HAS_KSCALE: tl.constexpr, IEEE_FP32: tl.constexpr):
+    pid_t = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    b = tl.program_id(2).to(tl.int64)
+    rows = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
+    cols = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    s = (s0 + rows).to(tl.int64)
+    row_ok = rows < n_rows
+    n_vis = tl.minimum((offset + s + 1) // ratio, T)
+    last_row = tl.minimum(pid_s * BLOCK_S + BLOCK_S, n_rows) - 1
+    block_vis = tl.minimum((offset + s0 + last_row + 1) // ratio, T)
+
+    acc = tl.full([BLOCK_S, BLOCK_T], float("-inf"), tl.float32)
+    if pid_t * BLOCK_T < block_vis:
+        d = tl.arange(0, BLOCK_D)
+        k_tile = tl.load(K + b * stride_kb + cols[None, :].to(tl.int64) * stride_kt + d[:, None],
+                         mask=(cols[None, :] < T) & (d[:, None] < D), other=0.0)      # [BLOCK_D, BLOCK_T]
+        q_ptrs = Q + b * stride_qb + s[:, None] * stride_qs + d[None, :]
+        q_mask = row_ok[:, None] & (d[None, :] < D)
+        w_ptrs = W + b * stride_wb + s * stride_ws
+        acc = tl.zeros([BLOCK_S, BLOCK_T], tl.float32)
+        for h in range(H):
+            q_h = tl.load(q_ptrs + h * stride_qh, mask=q_mask, other=0.0)              # [BLOCK_S, BLOCK_D]
+            if IEEE_FP32:
+                logit = tl.dot(q_h, k_tile, input_precision="ieee")
+            else:
+                logit = tl.dot(q_h, k_tile)
+            w_h = tl.load(w_ptrs + h, mask=row_ok, other=0.0)
+            acc += tl.maximum(logit, 0.0) * w_h[:, None]
+        if HAS_KSCALE:
+            ks = tl.load(KSCALE + b * stride_ksb + cols, mask=cols < T, other=0.0)
+            acc = acc * ks[None, :]
+        # ``+ 0.0`` folds -0.0 into +0.0 so that equal scores compare and order equal.
+        acc = tl.where(cols[None, :] < n_vis[:, None], acc + 0.0, float("-inf"))
+    out_ptrs = OUT + b * stride_ob + rows[:, None].to(tl.int64) * stride_or + cols[None, :]
+    tl.store(out_ptrs, acc, mask=row_ok[:, None] & (cols[None, :] < n_cols))
+
+
+def score_tile(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, out: torch.Tensor, *, s0: int, T: int,
+               ratio: int, offset: int, k_scale: torch.Tensor | None = None, block_s: int = 64,
+               block_t: int = 128, num_warps: int = 4, num_stages: int = 2) -> torch.Tensor:
+    """Fill ``out`` ``[B, n_rows, n_cols]`` fp32 with the scores of queries ``s0 .. s0+n_rows-1``
+    against keys ``0 .. n_cols-1`` (``-inf`` where not visible).
+
+    q ``[B, S, H, D]`` and k ``[B, T, D]`` (bf16 / fp16 / fp32 / fp8 e4m3; last dim contiguous),
+    w ``[B, S, H]`` fp32 (for fp8, ``w · q_scale``), k_scale ``[B, T]`` fp32 or None.
+    """
+    B, n_rows, n_cols = out.shape
+    H, D = q.shape[2], q.shape[3]
+    assert q.stride(3) == 1 and k.stride(2) == 1 and w.stride(2) == 1 and out.stride(2) == 1
+    block_d = max(16, triton.next_power_of_2(D))
+    grid = (triton.cdiv(n_cols, block_t), triton.cdiv(n_rows, block_s), B)
+    ks = k_scale if k_scale is not None else w
+    score_tile_kernel[grid](
+        q, k, w, ks, out, s0, n_rows, n_cols, T, ratio, offset,
+        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), w.stride(0), w.stride(1),
+        ks.stride(0), out.stride(0), out.stride(1),
+        H=H, D=D, BLOCK_D=block_d, BLOCK_S=block_s, BLOCK_T=block_t,
+        HAS_KSCALE=k_scale is not None, IEEE_FP32=q.dtype == torch.float32,
+        num_warps=num_warps, num_stages=num_stages)
+    return out

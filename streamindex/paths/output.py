@@ -1,0 +1,34 @@
+"""Output buffers of a path: int32 indices, and fp32 scores only when the caller asked."""
+from __future__ import annotations
+
+import torch
+
+from ..problem import IndexerProblem
+from ..select import finalize
+
+
+class TopkOutput:
+    """``idx`` int32 ``[B, S, topk]`` (and ``scores`` fp32 when asked), filled chunk by chunk."""
+
+    def __init__(self, p: IndexerProblem, return_scores: bool):
+        self.p = p
+        self.idx = torch.empty(p.B, p.S, p.topk, dtype=torch.int32, device=p.device)
+        self.scores = (torch.empty(p.B, p.S, p.topk, dtype=torch.float32, device=p.device)
+                       if return_scores else None)
+
+    def write(self, s0: int, s1: int, vals: torch.Tensor, idx: torch.Tensor) -> None:
+        """Store the selection ``[B·(s1-s0), k']`` of queries ``[s0, s1)`` (``-1``/``-inf`` padded)."""
+        n_vis = self.p.visible_counts(s0, s1).repeat(self.p.B)
+        out_idx, out_val = finalize(vals, idx, n_vis, self.p.topk)
+        self.idx[:, s0:s1] = out_idx.view(self.p.B, s1 - s0, -1)
+        if self.scores is not None:
+            self.scores[:, s0:s1] = out_val.view(self.p.B, s1 - s0, -1)
+
+    def write_empty(self, s0: int, s1: int) -> None:
+        """Queries ``[s0, s1)`` see no key: all ``-1`` / ``-inf``."""
+        self.idx[:, s0:s1] = -1
+        if self.scores is not None:
+            self.scores[:, s0:s1] = float("-inf")
+
+    def result(self):
+        return self.idx, self.scores

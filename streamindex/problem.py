@@ -1,0 +1,153 @@
+"""Validated, batch-normalised indexer inputs shared by every path.
+
+``IndexerProblem.from_args`` is the only place where user input is checked: every
+path receives 4-D ``q [B,S,H,D]``, 3-D ``k [B,T,D]`` and 3-D ``w [B,S,H]`` on one
+device, with the geometry (``ratio``, ``offset``) already validated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+FLOAT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+FP8_DTYPES = tuple(d for d in (getattr(torch, "float8_e4m3fn", None),) if d is not None)
+
+
+@dataclass(frozen=True)
+class IndexerProblem:
+    """One indexer top-k call, normalised to a batch dimension.
+
+    Attributes:
+        q: ``[B, S, H, D]`` queries (bf16 / fp16 / fp32, or fp8 e4m3 with ``q_scale``).
+        k: ``[B, T, D]`` compressed keys, same dtype as ``q``.
+        w: ``[B, S, H]`` fp32 per-head weights, every scale folded in.
+        topk, ratio, offset: see :func:`streamindex.indexer_topk`.
+        q_scale: ``[B, S, H]`` fp32 per-(token, head) dequantisation scales (fp8 only).
+        k_scale: ``[B, T]`` fp32 per-token dequantisation scales (fp8 only).
+        squeeze: the caller passed unbatched tensors; outputs drop the batch dim.
+    """
+
+    q: torch.Tensor
+    k: torch.Tensor
+    w: torch.Tensor
+    topk: int
+    ratio: int
+    offset: int
+    q_scale: torch.Tensor | None = None
+    k_scale: torch.Tensor | None = None
+    squeeze: bool = False
+
+    @property
+    def B(self) -> int:
+        return self.q.shape[0]
+
+    @property
+    def S(self) -> int:
+        return self.q.shape[1]
+
+    @property
+    def H(self) -> int:
+        return self.q.shape[2]
+
+    @property
+    def D(self) -> int:
+        return self.q.shape[3]
+
+    @property
+    def T(self) -> int:
+        return self.k.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.q.device
+
+    @property
+    def is_fp8(self) -> bool:
+        return self.q.dtype in FP8_DTYPES
+
+    def visible_counts(self, s_start: int = 0, s_end: int | None = None) -> torch.Tensor:
+        """int64 ``[s_end - s_start]``: how many keys (a prefix ``t < n``) each query sees."""
+        return visible_counts(self.S if s_end is None else s_end, self.T, self.ratio, self.offset,
+                              self.device, s_start=s_start)
+
+    def n_visible(self, s: int) -> int:
+        """Number of keys visible from query ``s`` (python int)."""
+        return max(0, min(self.T, (self.offset + s + 1) // self.ratio))
+
+    @classmethod
+    def from_args(cls, q, k, w, topk, *, ratio=4, offset=0, q_scale=None, k_scale=None,
+                  check_finite=True) -> "IndexerProblem":
+        for name, t in (("q", q), ("k", k), ("w", w)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        _check_int("topk", topk, 1)
+        _check_int("ratio", ratio, 1)
+        _check_int("offset", offset, 0)
+
+        squeeze = q.dim() == 3
+        if q.dim() not in (3, 4):
+            raise ValueError(f"q must be [B, S, H, D] or [S, H, D], got shape {tuple(q.shape)}")
+        want_k, want_w = (2, 2) if squeeze else (3, 3)
+        if k.dim() != want_k:
+            raise ValueError(f"k must be {'[T, D]' if squeeze else '[B, T, D]'} to match q of shape "
+                             f"{tuple(q.shape)}, got shape {tuple(k.shape)}")
+        if w.dim() != want_w:
+            raise ValueError(f"w must be {'[S, H]' if squeeze else '[B, S, H]'} to match q of shape "
+                             f"{tuple(q.shape)}, got shape {tuple(w.shape)}")
+        if squeeze:
+            q, k, w = q.unsqueeze(0), k.unsqueeze(0), w.unsqueeze(0)
+            q_scale = None if q_scale is None else q_scale.unsqueeze(0)
+            k_scale = None if k_scale is None else k_scale.unsqueeze(0)
+        B, S, H, D = q.shape
+        if k.shape[0] != B or k.shape[2] != D:
+            raise ValueError(f"k must be [B={B}, T, D={D}], got shape {tuple(k.shape)}")
+        if tuple(w.shape) != (B, S, H):
+            raise ValueError(f"w must be [B={B}, S={S}, H={H}], got shape {tuple(w.shape)}")
+        if min(B, S, H, D) < 1:
+            raise ValueError(f"q must have non-empty dims, got shape {tuple(q.shape)}")
+        for name, t in (("k", k), ("w", w)):
+            if t.device != q.device:
+                raise ValueError(f"{name} is on {t.device} but q is on {q.device}")
+        if q.dtype not in FLOAT_DTYPES + FP8_DTYPES:
+            raise TypeError(f"q must be bf16, fp16, fp32 or fp8 e4m3, got {q.dtype}")
+        if k.dtype != q.dtype:
+            raise TypeError(f"k must have q's dtype {q.dtype}, got {k.dtype}")
+        if w.dtype != torch.float32:
+            raise TypeError(f"w must be float32, got {w.dtype}")
+        if q.dtype in FP8_DTYPES:
+            if q_scale is None or k_scale is None:
+                raise ValueError("fp8 q and k need q_scale [B, S, H] and k_scale [B, T] (fp32)")
+            _check_scale("q_scale", q_scale, (B, S, H), q.device)
+            _check_scale("k_scale", k_scale, (B, k.shape[1]), q.device)
+        elif q_scale is not None or k_scale is not None:
+            raise ValueError("q_scale / k_scale are only accepted with fp8 q and k")
+        if check_finite:
+            for name, t in (("q", q), ("k", k), ("w", w), ("q_scale", q_scale), ("k_scale", k_scale)):
+                if t is not None and t.numel() and not bool(torch.isfinite(t.float() if t.dtype in FP8_DTYPES else t).all()):
+                    raise ValueError(f"{name} contains NaN or Inf (pass check_finite=False to skip this check; "
+                                     "the indices are then unspecified for rows whose scores are not finite)")
+        return cls(q=q.contiguous(), k=k.contiguous(), w=w.contiguous(), topk=int(topk), ratio=int(ratio),
+                   offset=int(offset), q_scale=None if q_scale is None else q_scale.contiguous(),
+                   k_scale=None if k_scale is None else k_scale.contiguous(), squeeze=squeeze)
+
+
+def visible_counts(S: int, T: int, ratio: int, offset: int, device, s_start: int = 0) -> torch.Tensor:
+    """int64 ``[S - s_start]``: ``clamp((offset + s + 1) // ratio, 0, T)`` for ``s`` in ``[s_start, S)``."""
+    s = torch.arange(s_start, S, device=device, dtype=torch.int64)
+    return torch.clamp((offset + s + 1) // ratio, 0, T)
+
+
+def _check_int(name, value, lo):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {value}")
+
+
+def _check_scale(name, t, shape, device):
+    if not isinstance(t, torch.Tensor) or t.dtype != torch.float32 or tuple(t.shape) != tuple(shape):
+        got = (tuple(t.shape), t.dtype) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"{name} must be float32 of shape {tuple(shape)}, got {got}")
+    if t.device != device:
+        raise ValueError(f"{name} is on {t.device} but q is on {device}")

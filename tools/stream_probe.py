@@ -1,0 +1,111 @@
+"""Device probe for the ``stream`` kernel work (issue 4): matmul ceiling, score-tile configs on
+one representative chunk, the top-k cost on that chunk, and whole-path times side by side.
+Prints a table; ``--json`` writes the numbers. Not a test: run on the GPU machine."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from triton.testing import do_bench
+
+import streamindex as si
+from streamindex.kernels.score_tile import score_tile
+from streamindex.select import exact_topk
+
+H, D, TOPK, RATIO = 64, 128, 512, 4
+
+
+def matmul_tflops():
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    ms = do_bench(lambda: a @ b, warmup=100, rep=300, return_mode="median")
+    return 2 * 8192 ** 3 / ms / 1e9
+
+
+def kernel_configs(S, rows, configs, fp8=False):
+    q, k, w = si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=0)
+    ks = None
+    if fp8:
+        from streamindex.quant import quantize_fp8
+        q, k, qs, ks = quantize_fp8(q, k)
+        w = (w * qs).contiguous()
+    n_cols = (S) // RATIO
+    out = torch.empty(1, rows, n_cols, device="cuda")
+    s0 = S - rows
+    pairs = sum(min(n_cols, (s + 1) // RATIO) for s in range(s0, S))
+    res = []
+    for bs, bt, nw, ns in configs:
+        fn = lambda: score_tile(q, k, w, out, s0=s0, T=k.shape[1], ratio=RATIO, offset=0, k_scale=ks,
+                                block_s=bs, block_t=bt, num_warps=nw, num_stages=ns)
+        try:
+            ms = do_bench(fn, warmup=25, rep=100, return_mode="median")
+            res.append(dict(fp8=fp8, cfg=(bs, bt, nw, ns), ms=ms, tflops=2 * H * D * pairs / ms / 1e9))
+        except Exception as e:  # a config that does not compile is a recorded row
+            res.append(dict(fp8=fp8, cfg=(bs, bt, nw, ns), error=repr(e)[:200]))
+        print(res[-1], flush=True)
+    v = out.view(rows, n_cols)
+    t_topk = do_bench(lambda: torch.topk(v, TOPK, dim=1), warmup=10, rep=50, return_mode="median")
+    t_exact = do_bench(lambda: exact_topk(v, TOPK), warmup=10, rep=50, return_mode="median")
+    print(dict(chunk=(rows, n_cols), gib=v.numel() * 4 / 2**30, torch_topk_ms=t_topk, exact_topk_ms=t_exact), flush=True)
+    return res
+
+
+def time_path(path, S, reps=3, **kw):
+    q, k, w = si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=1)
+    torch.cuda.synchronize()
+    try:
+        si.indexer_topk(q, k, w, TOPK, ratio=RATIO, path=path, **kw)  # warm-up / compile
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        ts = []
+        for _ in range(reps):
+            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            e0.record()
+            idx = si.indexer_topk(q, k, w, TOPK, ratio=RATIO, path=path, **kw)
+            e1.record()
+            torch.cuda.synchronize()
+            ts.append(e0.elapsed_time(e1) / 1e3)
+            del idx
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**30
+        ts.sort()
+        row = dict(path=path, S=S, time_s=ts[len(ts) // 2], peak_extra_gib=peak, **kw)
+    except torch.OutOfMemoryError:
+        row = dict(path=path, S=S, status="oom")
+    del q, k, w
+    torch.cuda.empty_cache()
+    print(row, flush=True)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--skip-paths", action="store_true")
+    args = ap.parse_args()
+    t0 = time.time()
+    out = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__)
+    out["matmul_tflops"] = matmul_tflops()
+    print("bf16 matmul TFLOP/s", out["matmul_tflops"], flush=True)
+    cfgs = [(64, 128, 4, 2), (64, 128, 4, 3), (128, 128, 8, 2), (128, 128, 8, 3), (64, 256, 8, 2),
+            (128, 256, 8, 2), (128, 64, 4, 3), (256, 128, 8, 2)]
+    out["kernel"] = kernel_configs(262144, 512, cfgs)
+    out["kernel_fp8"] = kernel_configs(262144, 512, [(64, 128, 4, 2), (128, 128, 8, 2), (128, 256, 8, 2)], fp8=True)
+    rows = []
+    if not args.skip_paths:
+        for path, S, reps in [("stream", 32768, 5), ("partition_merge", 32768, 3), ("chunked_torch", 32768, 3),
+                              ("materialize_fused", 32768, 3), ("materialize", 32768, 1),
+                              ("stream", 262144, 3), ("partition_merge", 262144, 1), ("chunked_torch", 262144, 1),
+                              ("stream_fp8", 262144, 3), ("stream", 1 << 20, 1)]:
+            rows.append(time_path(path, S, reps))
+    out["paths"] = rows
+    out["wall_s"] = time.time() - t0
+    if args.json:
+        json.dump(out, open(args.json, "w"), indent=1, default=str)
+    print("wall", out["wall_s"])
+
+
+if __name__ == "__main__":
+    main()
