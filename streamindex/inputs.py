@@ -28,3 +28,28 @@ def _fill_normal(x2d: torch.Tensor, g: torch.Generator) -> None:
     for i in range(0, x2d.shape[0], rows):
         blk = x2d[i:i + rows]
         blk.copy_(torch.randn(blk.shape, device=x2d.device, generator=g))
+
+
+def make_fp8_inputs(S: int, H: int = 64, D: int = 128, *, B: int = 1, T: int | None = None, ratio: int = 4,
+                    device="cpu", seed: int = 0):
+    """``(q8, k8, w, q_scale, k_scale)``: the bf16 inputs of :func:`make_inputs` quantised to e4m3
+    with per-token scales, drawn slice by slice so that no bf16 ``q`` of the full length exists
+    (8M tokens of V4 q are 128 GiB in bf16, 64 GiB in fp8)."""
+    from .quant import quantize_rows_fp8
+
+    device = torch.device(device)
+    g = torch.Generator(device=device).manual_seed(seed)
+    T = max(1, S // ratio) if T is None else T
+    q8 = torch.empty(B, S, H, D, device=device, dtype=torch.float8_e4m3fn)
+    qs = torch.empty(B, S, H, device=device)
+    rows = max(1, _FILL_ELEMS // (H * D))
+    for b in range(B):
+        for i in range(0, S, rows):
+            n = min(rows, S - i)
+            blk = torch.randn(n, H, D, device=device, generator=g).to(torch.bfloat16)
+            q8[b, i:i + n], qs[b, i:i + n] = quantize_rows_fp8(blk)
+    k = torch.empty(B, T, D, device=device, dtype=torch.bfloat16)
+    _fill_normal(k.view(-1, D), g)
+    k8, ks = quantize_rows_fp8(k)
+    w = torch.randn(B, S, H, device=device, generator=g) * (D ** -0.5) * (H ** -0.5)
+    return q8, k8, w, qs, ks

@@ -114,3 +114,28 @@ def test_paths_agree_on_default_knobs():
     ref = si.indexer_topk(q, k, w, 8, path="materialize")
     for path in PATHS:
         assert torch.equal(si.indexer_topk(q, k, w, 8, path=path), ref), path
+
+
+@pytest.mark.parametrize("ratio,topk", [(1, 2), (1, 3), (2, 2)])
+def test_stream_threshold_selection_long_rows(ratio, topk, monkeypatch):
+    # Rows that see >= 4·4·topk keys take the group-maximum threshold + candidate path.
+    import streamindex.paths.stream as stream_mod
+    calls = []
+    real = stream_mod._select_with_threshold
+    monkeypatch.setattr(stream_mod, "_select_with_threshold", lambda *a: calls.append(1) or real(*a))
+    q, k, w = random_case(260, H=2, D=16, B=2, ratio=ratio, seed=ratio + topk)
+    idx, scores = si.indexer_topk(q, k, w, topk, ratio=ratio, path="stream", return_scores=True,
+                                  workspace_bytes=6 * 2 * 64 * 130)
+    check_format(idx, scores, topk)
+    oi, _ = oracle_topk(q, k, w, topk, ratio=ratio)
+    assert torch.equal(idx.long(), oi)
+    assert calls, "the threshold path was not exercised"
+
+
+def test_stream_threshold_selection_overflow_falls_back():
+    # All-zero scores: every entry reaches the threshold, candidates overflow, rows re-selected.
+    q, k, w = zero_case(200, ratio=1)
+    idx = si.indexer_topk(q, k, w, 2, ratio=1, path="stream")
+    s = torch.arange(200)[:, None]
+    want = torch.where(torch.arange(2)[None, :] <= s, torch.arange(2)[None, :], -1)
+    assert torch.equal(idx[0].long(), want)

@@ -52,26 +52,39 @@ def kernel_configs(S, rows, configs, fp8=False):
     return res
 
 
-def time_path(path, S, reps=3, **kw):
-    q, k, w = si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=1)
+def time_path(path, S, reps=3, topk=TOPK, fp8_input=False, **kw):
+    if fp8_input:
+        q, k, w, qs, ks = si.make_fp8_inputs(S, H, D, ratio=RATIO, device="cuda", seed=1)
+        kw.update(q_scale=qs, k_scale=ks)
+    else:
+        q, k, w = si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=1)
+    TOPK = topk
     torch.cuda.synchronize()
     try:
-        si.indexer_topk(q, k, w, TOPK, ratio=RATIO, path=path, **kw)  # warm-up / compile
+        if reps > 1:
+            si.indexer_topk(q, k, w, TOPK, ratio=RATIO, path=path, **kw)  # warm-up / compile
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         ts = []
         for _ in range(reps):
             e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            idx = None
             e0.record()
             idx = si.indexer_topk(q, k, w, TOPK, ratio=RATIO, path=path, **kw)
             e1.record()
             torch.cuda.synchronize()
             ts.append(e0.elapsed_time(e1) / 1e3)
-            del idx
         peak = (torch.cuda.max_memory_allocated() - base) / 2**30
         ts.sort()
-        row = dict(path=path, S=S, time_s=ts[len(ts) // 2], peak_extra_gib=peak, **kw)
+        from streamindex.metrics import tie_aware_recall
+        rows = torch.cat([torch.arange(4), torch.arange(S - 16, S), torch.randint(0, S, (40,))])
+        rec = tie_aware_recall(idx, q, k, w, topk=TOPK, ratio=RATIO, rows=rows, q_scale=kw.get("q_scale"),
+                               k_scale=kw.get("k_scale"))
+        kw.pop("q_scale", None), kw.pop("k_scale", None)
+        row = dict(path=path, S=S, topk=TOPK, time_s=ts[len(ts) // 2], peak_extra_gib=peak,
+                   tflops=si.metrics.useful_flops(S, k.shape[1], H, D, RATIO) / ts[len(ts) // 2] / 1e12,
+                   recall_min=rec.min().item(), **kw)
     except torch.OutOfMemoryError:
         row = dict(path=path, S=S, status="oom")
     del q, k, w
@@ -89,17 +102,17 @@ def main():
     out = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__)
     out["matmul_tflops"] = matmul_tflops()
     print("bf16 matmul TFLOP/s", out["matmul_tflops"], flush=True)
-    cfgs = [(64, 128, 4, 2), (64, 128, 4, 3), (128, 128, 8, 2), (128, 128, 8, 3), (64, 256, 8, 2),
-            (128, 256, 8, 2), (128, 64, 4, 3), (256, 128, 8, 2)]
-    out["kernel"] = kernel_configs(262144, 512, cfgs)
-    out["kernel_fp8"] = kernel_configs(262144, 512, [(64, 128, 4, 2), (128, 128, 8, 2), (128, 256, 8, 2)], fp8=True)
+    cfgs = [(64, 128, 4, 3), (64, 128, 4, 4), (64, 64, 4, 3), (64, 128, 8, 3), (64, 256, 4, 3)]
+    out["kernel"] = kernel_configs(262144, 256, cfgs)
+    out["kernel_fp8"] = kernel_configs(262144, 256, [(64, 128, 4, 3), (64, 256, 4, 3), (128, 128, 4, 3),
+                                                     (64, 128, 8, 4)], fp8=True)
     rows = []
     if not args.skip_paths:
-        for path, S, reps in [("stream", 32768, 5), ("partition_merge", 32768, 3), ("chunked_torch", 32768, 3),
-                              ("materialize_fused", 32768, 3), ("materialize", 32768, 1),
-                              ("stream", 262144, 3), ("partition_merge", 262144, 1), ("chunked_torch", 262144, 1),
-                              ("stream_fp8", 262144, 3), ("stream", 1 << 20, 1)]:
-            rows.append(time_path(path, S, reps))
+        for path, S, reps, extra in [("stream", 32768, 5, {}), ("stream", 262144, 3, {}),
+                                     ("stream", 1 << 20, 2, {}), ("stream", 1 << 20, 2, dict(topk=1024)),
+                                     ("stream_fp8", 1 << 20, 2, dict(fp8_input=True)),
+                                     ("stream", 1 << 22, 1, {}), ("stream_fp8", 1 << 23, 1, dict(fp8_input=True))]:
+            rows.append(time_path(path, S, reps, **extra))
     out["paths"] = rows
     out["wall_s"] = time.time() - t0
     if args.json:

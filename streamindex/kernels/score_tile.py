@@ -14,13 +14,13 @@ import triton.language as tl
 
 
 @triton.jit
-def score_tile_kernel(Q, K, W, KSCALE, OUT,
+def score_tile_kernel(Q, K, W, KSCALE, OUT, GMAX,
                       s0, n_rows, n_cols, T, ratio, offset,
                       stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_wb, stride_ws,
-                      stride_ksb, stride_ob, stride_or,
+                      stride_ksb, stride_ob, stride_or, stride_gb, stride_gr, n_groups,
                       H: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr,
                       BLOCK_S: tl.constexpr, BLOCK_T: tl.constexpr,
-                      HAS_KSCALE: tl.constexpr, IEEE_FP32: tl.constexpr):
+                      HAS_KSCALE: tl.constexpr, IEEE_FP32: tl.constexpr, GROUP: tl.constexpr):
     pid_t = tl.program_id(0)
     pid_s = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
@@ -56,16 +56,25 @@ def score_tile_kernel(Q, K, W, KSCALE, OUT,
         acc = tl.where(cols[None, :] < n_vis[:, None], acc + 0.0, float("-inf"))
     out_ptrs = OUT + b * stride_ob + rows[:, None].to(tl.int64) * stride_or + cols[None, :]
     tl.store(out_ptrs, acc, mask=row_ok[:, None] & (cols[None, :] < n_cols))
+    if GROUP > 0:
+        NG: tl.constexpr = BLOCK_T // GROUP
+        gmax = tl.max(tl.reshape(acc, [BLOCK_S, NG, GROUP]), axis=2)
+        g = pid_t * NG + tl.arange(0, NG)
+        g_ptrs = GMAX + b * stride_gb + rows[:, None].to(tl.int64) * stride_gr + g[None, :]
+        tl.store(g_ptrs, gmax, mask=row_ok[:, None] & (g[None, :] < n_groups))
 
 
 def score_tile(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, out: torch.Tensor, *, s0: int, T: int,
-               ratio: int, offset: int, k_scale: torch.Tensor | None = None, block_s: int = 64,
-               block_t: int = 128, num_warps: int = 4, num_stages: int = 2) -> torch.Tensor:
+               ratio: int, offset: int, k_scale: torch.Tensor | None = None,
+               group_max: torch.Tensor | None = None, group: int = 0, block_s: int = 64,
+               block_t: int = 128, num_warps: int = 4, num_stages: int = 3) -> torch.Tensor:
     """Fill ``out`` ``[B, n_rows, n_cols]`` fp32 with the scores of queries ``s0 .. s0+n_rows-1``
     against keys ``0 .. n_cols-1`` (``-inf`` where not visible).
 
     q ``[B, S, H, D]`` and k ``[B, T, D]`` (bf16 / fp16 / fp32 / fp8 e4m3; last dim contiguous),
     w ``[B, S, H]`` fp32 (for fp8, ``w · q_scale``), k_scale ``[B, T]`` fp32 or None.
+    group_max: ``[B, n_rows, cdiv(n_cols, group)]`` fp32 filled with per-group maxima when
+    ``group`` (a power of two dividing ``block_t``) is > 0.
     """
     B, n_rows, n_cols = out.shape
     H, D = q.shape[2], q.shape[3]
@@ -73,11 +82,14 @@ def score_tile(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, out: torch.Ten
     block_d = max(16, triton.next_power_of_2(D))
     grid = (triton.cdiv(n_cols, block_t), triton.cdiv(n_rows, block_s), B)
     ks = k_scale if k_scale is not None else w
+    if group:
+        assert group_max is not None and block_t % group == 0 and group_max.stride(2) == 1
+    gm = group_max if group else out
     score_tile_kernel[grid](
-        q, k, w, ks, out, s0, n_rows, n_cols, T, ratio, offset,
+        q, k, w, ks, out, gm, s0, n_rows, n_cols, T, ratio, offset,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), w.stride(0), w.stride(1),
-        ks.stride(0), out.stride(0), out.stride(1),
+        ks.stride(0), out.stride(0), out.stride(1), gm.stride(0), gm.stride(1), gm.shape[2],
         H=H, D=D, BLOCK_D=block_d, BLOCK_S=block_s, BLOCK_T=block_t,
-        HAS_KSCALE=k_scale is not None, IEEE_FP32=q.dtype == torch.float32,
+        HAS_KSCALE=k_scale is not None, IEEE_FP32=q.dtype == torch.float32, GROUP=group,
         num_warps=num_warps, num_stages=num_stages)
     return out

@@ -1,7 +1,15 @@
-"""``stream`` / ``stream_fp8``: this project's memory-bounded path. Query chunks sized by the
-workspace budget; the Triton score kernel writes a chunk's head-summed scores (causal tiles
-skipped) into the workspace; an exact top-k selects from it. Extra memory: the workspace plus
-the outputs, whatever S is."""
+"""``stream`` / ``stream_fp8``: this project's memory-bounded path.
+
+Per query chunk (rows sized by the workspace budget):
+
+1. the Triton score kernel writes the chunk's head-summed scores into the workspace (causal
+   tiles skipped) and, per row, the maximum of every ``group`` columns;
+2. the k-th largest group maximum ``tau`` is a lower bound of the row's k-th score, so a second
+   kernel gathers the few entries ``>= tau`` (a read of the workspace, no sort);
+3. an exact top-k over those candidates; rows whose candidates overflow (massive ties) and
+   chunks whose rows see too few keys for a useful bound take the exact top-k of the full row.
+
+Extra memory: the workspace plus the outputs, whatever S is."""
 from __future__ import annotations
 
 import os
@@ -9,16 +17,22 @@ import os
 import torch
 
 from ..chunking import row_chunks
+from ..kernels.candidates import gather_candidates
 from ..kernels.score_tile import score_tile
 from ..problem import IndexerProblem
 from ..quant import quantize_fp8
 from ..registry import register_path
-from ..select import exact_topk
+from ..select import exact_topk, topk_by_key
 from .output import TopkOutput
 
-DEFAULT_WORKSPACE = 512 << 20
-# Scratch per (row, visible key): the fp32 score + top-k's tie check and temporaries.
+DEFAULT_WORKSPACE = 256 << 20
+# Scratch per (row, visible key): the fp32 score, its share of the group maxima, and the
+# 1-byte tie check of the full-row fallback.
 BYTES_PER_SCORE = 6
+# Groups per row are at least GROUPS_PER_K · topk, so that tau sits well inside the top.
+GROUPS_PER_K = 4
+MIN_GROUP = 4
+CANDIDATES_PER_K = 4
 
 
 def _tile_config(p: IndexerProblem) -> dict:
@@ -42,10 +56,41 @@ def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes,
         if need > ws.numel():  # only when one block of rows alone exceeds the budget
             ws = torch.empty(need, dtype=torch.float32, device=p.device)
         chunk = ws[:need].view(p.B, r, n_cols)
-        score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale, **cfg)
-        vals, idx = exact_topk(chunk.view(p.B * r, n_cols), p.topk)
+        group = _group_size(p.n_visible(s0), p.topk, cfg["block_t"])
+        if not group:
+            score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale, **cfg)
+            vals, idx = exact_topk(chunk.view(p.B * r, n_cols), p.topk)
+        else:
+            gmax = torch.empty(p.B, r, triton_cdiv(n_cols, group), dtype=torch.float32, device=p.device)
+            score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale,
+                       group_max=gmax, group=group, **cfg)
+            vals, idx = _select_with_threshold(chunk.view(p.B * r, n_cols), gmax.view(p.B * r, -1), p.topk)
         out.write(s0, s1, vals, idx)
     return out.result()
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _group_size(min_visible: int, topk: int, block_t: int) -> int:
+    """Largest power-of-two group (≤ ``block_t``) that leaves every row of the chunk at least
+    ``GROUPS_PER_K · topk`` groups; 0 when that is below ``MIN_GROUP`` (select the full rows)."""
+    g = min(block_t, min_visible // (GROUPS_PER_K * topk))
+    if g < MIN_GROUP:
+        return 0
+    return 1 << (g.bit_length() - 1)
+
+
+def _select_with_threshold(scores: torch.Tensor, gmax: torch.Tensor, topk: int):
+    """Exact top-k of ``scores`` [R, N] given per-row group maxima [R, G] (G ≥ topk)."""
+    tau = torch.topk(gmax, topk, dim=1, sorted=False).values.amin(dim=1)
+    cv, ci, count = gather_candidates(scores, tau, CANDIDATES_PER_K * topk)
+    vals, idx = topk_by_key(cv, ci, topk)
+    over = (count > cv.shape[1]).nonzero().flatten()
+    if over.numel():  # massive ties at the boundary: select those rows in full
+        vals[over], idx[over] = exact_topk(scores[over], topk)
+    return vals, idx
 
 
 def _interpretable(x: torch.Tensor) -> torch.Tensor:

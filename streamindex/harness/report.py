@@ -1,0 +1,2 @@
+def build_report(results_dir, hardware):
+    return None
