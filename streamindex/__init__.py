@@ -1,7 +1,7 @@
 """StreamIndex: memory-bounded exact top-k for DeepSeek-V4's CSA indexer."""
 from .api import indexer_topk
-from .inputs import make_inputs
+from .inputs import make_fp8_inputs, make_inputs
 from .registry import get_path, list_paths, register_path
 
-__all__ = ["indexer_topk", "make_inputs", "get_path", "list_paths", "register_path"]
+__all__ = ["indexer_topk", "make_inputs", "make_fp8_inputs", "get_path", "list_paths", "register_path"]
 __version__ = "0.1.0"

@@ -97,15 +97,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
     ap.add_argument("--skip-paths", action="store_true")
+    ap.add_argument("--skip-kernels", action="store_true")
     args = ap.parse_args()
     t0 = time.time()
     out = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__)
     out["matmul_tflops"] = matmul_tflops()
     print("bf16 matmul TFLOP/s", out["matmul_tflops"], flush=True)
     cfgs = [(64, 128, 4, 3), (64, 128, 4, 4), (64, 64, 4, 3), (64, 128, 8, 3), (64, 256, 4, 3)]
-    out["kernel"] = kernel_configs(262144, 256, cfgs)
-    out["kernel_fp8"] = kernel_configs(262144, 256, [(64, 128, 4, 3), (64, 256, 4, 3), (128, 128, 4, 3),
-                                                     (64, 128, 8, 4)], fp8=True)
+    if not args.skip_kernels:
+        out["kernel"] = kernel_configs(262144, 256, cfgs)
+        out["kernel_fp8"] = kernel_configs(262144, 256, [(64, 128, 4, 3), (64, 256, 4, 3), (128, 128, 4, 3),
+                                                         (64, 128, 8, 4)], fp8=True)
     rows = []
     if not args.skip_paths:
         for path, S, reps, extra in [("stream", 32768, 5, {}), ("stream", 262144, 3, {}),

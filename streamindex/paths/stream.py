@@ -25,52 +25,73 @@ from ..registry import register_path
 from ..select import exact_topk, topk_by_key
 from .output import TopkOutput
 
-DEFAULT_WORKSPACE = 256 << 20
-# Scratch per (row, visible key): the fp32 score, its share of the group maxima, and the
-# 1-byte tie check of the full-row fallback.
-BYTES_PER_SCORE = 6
+DEFAULT_WORKSPACE = 384 << 20
+# Workspace bytes per (row, visible key): the fp32 score; the group maxima add 1/group of it.
+BYTES_PER_SCORE = 4
+# Full-row top-k temporaries (torch.topk's copies, the tie check) per score, held to half the budget.
+FULL_ROW_BYTES = 16
 # Groups per row are at least GROUPS_PER_K · topk, so that tau sits well inside the top.
 GROUPS_PER_K = 4
 MIN_GROUP = 4
 CANDIDATES_PER_K = 4
 
 
-def _tile_config(p: IndexerProblem) -> dict:
+def _tile_config(q: torch.Tensor) -> dict:
+    """Tile shape of the score kernel; measured on the H200 (docs/PERFORMANCE.md)."""
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         return dict(block_s=16, block_t=16, num_warps=1, num_stages=1)
-    return dict(block_s=64, block_t=128, num_warps=4, num_stages=2)
+    if q.element_size() == 1:
+        return dict(block_s=64, block_t=128, num_warps=4, num_stages=3)
+    return dict(block_s=64, block_t=128, num_warps=4, num_stages=4)
 
 
 def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes, chunk_q):
-    cfg = _tile_config(p)
+    cfg = _tile_config(q)
     budget = workspace_bytes or DEFAULT_WORKSPACE
-    ws = torch.empty(max(1, budget // BYTES_PER_SCORE // 4 * 4), dtype=torch.float32, device=p.device)
+    ws = torch.empty(max(1, budget // BYTES_PER_SCORE), dtype=torch.float32, device=p.device)
     out = TopkOutput(p, return_scores)
+    overflow = []  # (s0, s1, per-row candidate counts, capacity): checked once, at the end
     plan = row_chunks(p, bytes_per_col=BYTES_PER_SCORE, budget=budget, multiple=cfg["block_s"], max_rows=chunk_q)
     for s0, s1, n_cols in plan:
         if n_cols == 0:
             out.write_empty(s0, s1)
             continue
-        r = s1 - s0
-        need = p.B * r * n_cols
-        if need > ws.numel():  # only when one block of rows alone exceeds the budget
-            ws = torch.empty(need, dtype=torch.float32, device=p.device)
-        chunk = ws[:need].view(p.B, r, n_cols)
+        chunk = _workspace(ws, p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
         group = _group_size(p.n_visible(s0), p.topk, cfg["block_t"])
         if not group:
-            score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale, **cfg)
-            vals, idx = exact_topk(chunk.view(p.B * r, n_cols), p.topk)
+            vals, idx = _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget)
         else:
-            gmax = torch.empty(p.B, r, triton_cdiv(n_cols, group), dtype=torch.float32, device=p.device)
+            gmax = torch.empty(p.B, s1 - s0, -(-n_cols // group), dtype=torch.float32, device=p.device)
             score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale,
                        group_max=gmax, group=group, **cfg)
-            vals, idx = _select_with_threshold(chunk.view(p.B * r, n_cols), gmax.view(p.B * r, -1), p.topk)
+            vals, idx, count = _select_with_threshold(chunk.view(-1, n_cols), gmax.view(p.B * (s1 - s0), -1),
+                                                      p.topk)
+            overflow.append((s0, s1, count))
         out.write(s0, s1, vals, idx)
+    # Rows whose candidates overflowed (massive ties at the boundary) are recomputed in full.
+    # Checking once here, not per chunk, keeps the GPU queue free of host synchronisation.
+    if overflow and bool(torch.cat([c for *_, c in overflow]).gt(CANDIDATES_PER_K * p.topk).any()):
+        for s0, s1, count in overflow:
+            if bool(count.gt(CANDIDATES_PER_K * p.topk).any()):
+                n_cols = p.n_visible(s1 - 1)
+                chunk = _workspace(ws, p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
+                out.write(s0, s1, *_select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget))
     return out.result()
 
 
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
+def _workspace(ws: torch.Tensor, n: int) -> torch.Tensor:
+    # Larger than the budget only when one block of rows alone exceeds it.
+    return ws[:n] if n <= ws.numel() else torch.empty(n, dtype=ws.dtype, device=ws.device)
+
+
+def _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget):
+    """Scores of the chunk, then the exact top-k of whole rows (a few rows at a time)."""
+    B, r, n_cols = chunk.shape
+    score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale, **cfg)
+    flat = chunk.view(B * r, n_cols)
+    step = max(1, budget // 2 // (FULL_ROW_BYTES * n_cols))
+    parts = [exact_topk(flat[i:i + step], p.topk) for i in range(0, B * r, step)]
+    return torch.cat([v for v, _ in parts]), torch.cat([i for _, i in parts])
 
 
 def _group_size(min_visible: int, topk: int, block_t: int) -> int:
@@ -83,14 +104,13 @@ def _group_size(min_visible: int, topk: int, block_t: int) -> int:
 
 
 def _select_with_threshold(scores: torch.Tensor, gmax: torch.Tensor, topk: int):
-    """Exact top-k of ``scores`` [R, N] given per-row group maxima [R, G] (G ≥ topk)."""
+    """Top-k of ``scores`` [R, N] from the candidates at or above the k-th largest group maximum
+    (``gmax`` [R, G], G ≥ topk). Returns ``(vals, idx, count)``; rows with ``count`` above the
+    candidate capacity are incomplete and must be re-selected by the caller."""
     tau = torch.topk(gmax, topk, dim=1, sorted=False).values.amin(dim=1)
     cv, ci, count = gather_candidates(scores, tau, CANDIDATES_PER_K * topk)
     vals, idx = topk_by_key(cv, ci, topk)
-    over = (count > cv.shape[1]).nonzero().flatten()
-    if over.numel():  # massive ties at the boundary: select those rows in full
-        vals[over], idx[over] = exact_topk(scores[over], topk)
-    return vals, idx
+    return vals, idx, count
 
 
 def _interpretable(x: torch.Tensor) -> torch.Tensor:
