@@ -48,12 +48,16 @@ def exact_topk(values: torch.Tensor, k: int, *, base: int = 0) -> tuple[torch.Te
     k = min(k, N)
     if R == 0 or k == 0:
         return values.new_empty(R, k), torch.empty(R, k, dtype=torch.int64, device=values.device)
-    vals, pos = torch.topk(values, k, dim=1, sorted=True)
-    kth = vals[:, -1:]
-    # Rows whose boundary value is tied with an entry that was left out.
-    tied_out = ((values == kth).sum(1) != (vals == kth).sum(1)) & (kth.squeeze(1) > NEG_INF)
-    bad = tied_out.nonzero().flatten()
-    if bad.numel():
+    if k == N:
+        vals, pos = torch.topk(values, k, dim=1, sorted=True)
+        tied_out = None
+    else:
+        # One extra entry tells whether the k-th value is tied with an entry left out.
+        vals, pos = torch.topk(values, k + 1, dim=1, sorted=True)
+        tied_out = (vals[:, k] == vals[:, k - 1]) & (vals[:, k - 1] > NEG_INF)
+        vals, pos = vals[:, :k], pos[:, :k]
+    bad = None if tied_out is None else tied_out.nonzero().flatten()
+    if bad is not None and bad.numel():
         cols = torch.arange(N, device=values.device)
         # Bound the int64 keys to about half the bytes of ``values``.
         step = max(1, (R * 4 // 2) // 8)

@@ -188,7 +188,7 @@ def _run_indexer(spec: CellSpec, matmul_rate) -> dict:
                 ref = call_on(qr, kr, w, None, None, path="materialize")()
                 out["overlap_vs_materialize"] = float(overlap(idx, ref).mean())
                 if fp8:
-                    notes.append("overlap vs materialize on the bf16 inputs")
+                    notes.append(f"overlap vs materialize on the unquantised {spec.dtype} inputs")
                 del ref
             except torch.OutOfMemoryError as exc:
                 notes.append(f"overlap: materialize does not fit ({str(exc).splitlines()[0][:120]})")

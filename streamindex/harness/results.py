@@ -1,6 +1,6 @@
 """Result tables: ``<results_dir>/<hardware>/<experiment>.csv``, read and written with pandas.
 
-Tables are append-only: :func:`append_row` takes an exclusive lock on ``<table>.lock``, reads the
+Tables are append-only: :func:`append_row` takes an exclusive lock on ``.<table>.lock`` (a hidden file next to it), reads the
 table, adds the row, writes a temporary file and ``os.replace``-s it over the table, so a killed
 sweep never leaves a torn table and never loses a row already written. Several attempts of one
 cell may be present; :func:`current_rows` keeps the best per ``cell_id`` (ok > oom > skipped >
@@ -27,7 +27,7 @@ def table_path(results_dir, hardware: str, experiment: str) -> Path:
 @contextlib.contextmanager
 def _locked(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+") as fh:
+    with open(path.with_name(f".{path.name}.lock"), "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

@@ -164,13 +164,22 @@ class Sweep:
     def calibration(self) -> dict:
         key = (self.device, self.matmul_n, self.triton_interpret)
         if key not in Sweep._calibrations:
-            res, status = run_in_child(_calibration_child, (self.device, self.matmul_n, self.triton_interpret),
-                                       timeout_s=600, start_method=self.start_method)
+            args = (self.device, self.matmul_n, self.triton_interpret)
+            res, status = run_in_child(_calibration_child, args, timeout_s=600, start_method=self.start_method)
+            if res is None and self.start_method == "fork":
+                # A library that initialised the CUDA driver at import breaks forked children: try spawn.
+                res, status2 = run_in_child(_calibration_child, args, timeout_s=600, start_method="spawn")
+                if res is not None:
+                    print(f"[harness] a forked process could not use {self.device} ({status}); "
+                          "cells use 'spawn' instead", file=sys.stderr)
+                    self.start_method = "spawn"
             if res is None:
                 raise HardwareMismatch(f"calibration on device {self.device!r} failed ({status}); "
                                        "is this the machine the hardware profile is for?")
+            res["start_method"] = self.start_method
             Sweep._calibrations[key] = res
         cal = Sweep._calibrations[key]
+        self.start_method = cal.get("start_method", self.start_method)
         if self.require_gpu and self.require_gpu not in cal.get("gpu_name", ""):
             raise HardwareMismatch(
                 f"hardware profile {self.hardware_name!r} records only results measured on a GPU whose "

@@ -18,7 +18,7 @@ STATUS_RANK = {"ok": 0, "oom": 1, "skipped": 2, "error": 3}
 CONFIG_COLUMNS = [
     "experiment", "block", "kind", "hardware", "device", "path", "model", "B", "S", "T", "H", "D",
     "topk", "ratio", "offset", "dtype", "chunk_q", "chunk_t", "workspace_bytes", "attn_impl", "seed",
-    "measure_time", "measure_memory", "measure_recall", "measure_overlap", "recall_rows",
+    "measure_time", "measure_memory", "measure_recall", "measure_overlap", "recall_rows", "fail_inject",
 ]
 
 #: What was measured. CSA rows also fill the ``*_indexer_s`` / ``attn_*`` columns.

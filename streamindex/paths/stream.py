@@ -17,19 +17,20 @@ import os
 import torch
 
 from ..chunking import row_chunks
-from ..kernels.candidates import gather_candidates
+from ..kernels.candidates import gather_candidates, select_candidates
 from ..kernels.score_tile import score_tile
 from ..problem import IndexerProblem
 from ..quant import quantize_fp8
 from ..registry import register_path
-from ..select import exact_topk, topk_by_key
+from ..select import exact_topk
 from .output import TopkOutput
 
-DEFAULT_WORKSPACE = 384 << 20
+DEFAULT_WORKSPACE = 256 << 20
 # Workspace bytes per (row, visible key): the fp32 score; the group maxima add 1/group of it.
 BYTES_PER_SCORE = 4
-# Full-row top-k temporaries (torch.topk's copies, the tie check) per score, held to half the budget.
-FULL_ROW_BYTES = 16
+# Full-row top-k temporaries per score (torch.topk's outputs and the ordering's int64 keys when
+# k is close to the row length), held to half the budget.
+FULL_ROW_BYTES = 48
 # Groups per row are at least GROUPS_PER_K · topk, so that tau sits well inside the top.
 GROUPS_PER_K = 4
 MIN_GROUP = 4
@@ -64,15 +65,16 @@ def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes,
             gmax = torch.empty(p.B, s1 - s0, -(-n_cols // group), dtype=torch.float32, device=p.device)
             score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale,
                        group_max=gmax, group=group, **cfg)
-            vals, idx, count = _select_with_threshold(chunk.view(-1, n_cols), gmax.view(p.B * (s1 - s0), -1),
-                                                      p.topk)
+            count = _select_with_threshold(p, chunk.view(-1, n_cols), gmax.view(p.B * (s1 - s0), -1), out, s0)
             overflow.append((s0, s1, count))
+            continue
         out.write(s0, s1, vals, idx)
     # Rows whose candidates overflowed (massive ties at the boundary) are recomputed in full.
     # Checking once here, not per chunk, keeps the GPU queue free of host synchronisation.
-    if overflow and bool(torch.cat([c for *_, c in overflow]).gt(CANDIDATES_PER_K * p.topk).any()):
+    cap = 1 << (CANDIDATES_PER_K * p.topk - 1).bit_length()
+    if overflow and bool(torch.cat([c for *_, c in overflow]).gt(cap).any()):
         for s0, s1, count in overflow:
-            if bool(count.gt(CANDIDATES_PER_K * p.topk).any()):
+            if bool(count.gt(cap).any()):
                 n_cols = p.n_visible(s1 - 1)
                 chunk = _workspace(ws, p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
                 out.write(s0, s1, *_select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget))
@@ -103,14 +105,15 @@ def _group_size(min_visible: int, topk: int, block_t: int) -> int:
     return 1 << (g.bit_length() - 1)
 
 
-def _select_with_threshold(scores: torch.Tensor, gmax: torch.Tensor, topk: int):
-    """Top-k of ``scores`` [R, N] from the candidates at or above the k-th largest group maximum
-    (``gmax`` [R, G], G ≥ topk). Returns ``(vals, idx, count)``; rows with ``count`` above the
-    candidate capacity are incomplete and must be re-selected by the caller."""
-    tau = torch.topk(gmax, topk, dim=1, sorted=False).values.amin(dim=1)
-    cv, ci, count = gather_candidates(scores, tau, CANDIDATES_PER_K * topk)
-    vals, idx = topk_by_key(cv, ci, topk)
-    return vals, idx, count
+def _select_with_threshold(p, scores: torch.Tensor, gmax: torch.Tensor, out: TopkOutput, s0: int):
+    """Write the top-k of ``scores`` [B·r, N] (queries ``s0 ..``) into ``out`` from the candidates at
+    or above the k-th largest group maximum (``gmax`` [B·r, G], G ≥ topk). Returns the per-row
+    candidate counts; rows above the capacity are incomplete and must be re-selected."""
+    tau = torch.topk(gmax, p.topk, dim=1, sorted=False).values.amin(dim=1)
+    cap = 1 << (CANDIDATES_PER_K * p.topk - 1).bit_length()
+    cv, ci, count = gather_candidates(scores, tau, cap)
+    select_candidates(cv, ci, count, out.idx, out.scores, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset)
+    return count
 
 
 def _interpretable(x: torch.Tensor) -> torch.Tensor:
