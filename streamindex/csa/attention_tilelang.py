@@ -61,7 +61,7 @@ def default_config(H: int, D: int) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _build(H: int, D: int, topk: int, window: int, scale_log2: float, block_h: int, block_i: int,
-           num_stages: int, threads: int):
+           num_stages: int, threads: int, idx_smem: bool = False):
     import tilelang
     import tilelang.language as T
 
@@ -73,10 +73,10 @@ def _build(H: int, D: int, topk: int, window: int, scale_log2: float, block_h: i
     dtype, acc_dtype = "bfloat16", "float32"
     neg_big = -1.0e30
 
-    batch = T.symbolic("batch")
-    seq = T.symbolic("seq")
-    n_comp = T.symbolic("n_comp")
-    n_raw = T.symbolic("n_raw")
+    batch = T.dynamic("batch")
+    seq = T.dynamic("seq")
+    n_comp = T.dynamic("n_comp")
+    n_raw = T.dynamic("n_raw")
 
     @T.prim_func
     def csa_sparse_attn_fwd(
@@ -92,6 +92,7 @@ def _build(H: int, D: int, topk: int, window: int, scale_log2: float, block_h: i
             Q_s = T.alloc_shared([BH, D], dtype)
             KV_s = T.alloc_shared([BI, D], dtype)
             P_s = T.alloc_shared([BH, BI], dtype)
+            I_s = T.alloc_shared([NI * BI if idx_smem else 1], "int32")
             acc_s = T.alloc_fragment([BH, BI], acc_dtype)
             acc_o = T.alloc_fragment([BH, D], acc_dtype)
             m_i = T.alloc_fragment([BH], acc_dtype)
@@ -107,6 +108,8 @@ def _build(H: int, D: int, topk: int, window: int, scale_log2: float, block_h: i
             pos = Off[0] + s_i
 
             T.copy(Q[b_i, s_i, h0:h0 + BH, :], Q_s)
+            if idx_smem:  # the token's index row, once: the gather then reads shared memory
+                T.copy(Idx[b_i, s_i, 0:NI * BI], I_s)
             T.fill(acc_o, 0)
             for h in T.Parallel(BH):
                 m_i[h] = T.max(Sink[h0 + h] * LOG2E, neg_big)
@@ -114,10 +117,16 @@ def _build(H: int, D: int, topk: int, window: int, scale_log2: float, block_h: i
 
             # top-k compressed rows, gathered through Idx
             for i in T.Pipelined(NI, num_stages=num_stages):
-                for r, d in T.Parallel(BI, D):
-                    KV_s[r, d] = KVC[b_i, T.max(Idx[b_i, s_i, i * BI + r], 0), d]
-                for h, r in T.Parallel(BH, BI):
-                    acc_s[h, r] = T.if_then_else(Idx[b_i, s_i, i * BI + r] >= 0, 0, -T.infinity(acc_dtype))
+                if idx_smem:
+                    for r, d in T.Parallel(BI, D):
+                        KV_s[r, d] = KVC[b_i, T.max(I_s[i * BI + r], 0), d]
+                    for h, r in T.Parallel(BH, BI):
+                        acc_s[h, r] = T.if_then_else(I_s[i * BI + r] >= 0, 0, -T.infinity(acc_dtype))
+                else:
+                    for r, d in T.Parallel(BI, D):
+                        KV_s[r, d] = KVC[b_i, T.max(Idx[b_i, s_i, i * BI + r], 0), d]
+                    for h, r in T.Parallel(BH, BI):
+                        acc_s[h, r] = T.if_then_else(Idx[b_i, s_i, i * BI + r] >= 0, 0, -T.infinity(acc_dtype))
                 T.gemm(Q_s, KV_s, acc_s, transpose_B=True, policy=T.GemmWarpPolicy.FullCol)
                 T.copy(m_i, m_prev)
                 T.reduce_max(acc_s, m_blk, dim=1, clear=True)
@@ -163,8 +172,14 @@ def _build(H: int, D: int, topk: int, window: int, scale_log2: float, block_h: i
             T.copy(acc_o, Q_s)
             T.copy(Q_s, Out[b_i, s_i, h0:h0 + BH, :])
 
-    return tilelang.compile(csa_sparse_attn_fwd, out_idx=None, target="cuda",
+    return tilelang.compile(csa_sparse_attn_fwd, out_idx=None, target=_target(),
                             pass_configs={tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: True})
+
+
+def _target() -> dict:
+    """The CUDA target of the current device; Hopper gets ``sm_90a`` (wgmma)."""
+    major, minor = torch.cuda.get_device_capability()
+    return {"kind": "cuda", "arch": f"sm_{major}{minor}" + ("a" if major == 9 else "")}
 
 
 def sparse_attention_tilelang(q, kv_compressed, kv_window, sink, indices, *, softmax_scale=None, offset: int = 0,
@@ -186,7 +201,7 @@ def sparse_attention_tilelang(q, kv_compressed, kv_window, sink, indices, *, sof
     cfg.update(config or {})
     pad = (-K) % int(cfg["block_i"])  # topk padded to whole KV blocks with -1 slots (one kernel per padded topk)
     kern = _build(H, D, K + pad, a.window, float(a.softmax_scale * LOG2E), int(cfg["block_h"]),
-                  int(cfg["block_i"]), int(cfg["num_stages"]), int(cfg["threads"]))
+                  int(cfg["block_i"]), int(cfg["num_stages"]), int(cfg["threads"]), bool(cfg.get("idx_smem", False)))
     idx = a.indices
     if pad:
         idx = torch.nn.functional.pad(idx, (0, pad), value=-1)
