@@ -107,6 +107,11 @@ def _src(row) -> str:
     return "" if row is None else f"{row['_exp']}.csv"
 
 
+def _boundary_pinned(last, first) -> bool:
+    """The fit/OOM boundary is measured when the first OOM is the next S (×2) after the last fit."""
+    return isinstance(last, int) and isinstance(first, int) and first == 2 * last
+
+
 def materialize_claims(r: Rows) -> list[Claim]:
     out = []
     last, first = r.longest_ok("materialize"), r.first_oom("materialize")
@@ -114,7 +119,9 @@ def materialize_claims(r: Rows) -> list[Claim]:
         out.append(Claim("anchors", "per-head `materialize` fits S=32,768 and runs out of memory from S=65,536",
                          "OOM from 65,536", "no materialize rows", NOT_MEASURED))
     else:
-        verdict = PASS if (last == 32768 and first == 65536) else (NOT_MEASURED if first is None else FAIL)
+        contradicts = (last is not None and last >= 65536) or (first is not None and first <= 32768)
+        verdict = (FAIL if contradicts else PASS if (last == 32768 and first == 65536)
+                   else NOT_MEASURED)  # the S between the last fit and the first OOM was not run
         out.append(Claim("anchors", "per-head `materialize` fits S=32,768 and runs out of memory from S=65,536",
                          "OOM from 65,536", f"longest ok {last or '–':,}; first OOM {first or '–':,}"
                          if isinstance(last, int) and isinstance(first, int) else f"longest ok {last}; first OOM {first}",
@@ -183,9 +190,11 @@ def extension_claims(r: Rows) -> list[Claim]:
         out.append(Claim("extension", text, "fits to 131,072–262,144 (extension 4–8×)", "–", NOT_MEASURED))
     else:
         good = 131072 <= lf <= 262144 and (ff is None or ff > lf)
+        contradicts = lf > 262144 or (ff is not None and ff <= 131072)
+        verdict = PASS if good and _boundary_pinned(lf, ff) else FAIL if contradicts else NOT_MEASURED
         out.append(Claim("extension", text, "fits to 131,072–262,144 (extension 4–8×)",
                          (f"longest ok {lf:,} (first OOM {ff:,})" if ff else f"longest ok {lf:,} (no OOM recorded)")
-                         + f"; extension {ls / lf:g}×", PASS if good else FAIL, "scaling.csv"))
+                         + f"; extension {ls / lf:g}×", verdict, "scaling.csv"))
     return out
 
 

@@ -42,7 +42,8 @@ def _log2_ticks(ax, values):
                        rotation=45, fontsize=7)
 
 
-def _per_model_vs_S(df: pd.DataFrame, metric: str, ylabel: str, title: str, out_dir: Path, name: str):
+def _per_model_vs_S(df: pd.DataFrame, metric: str, ylabel: str, title: str, out_dir: Path, name: str,
+                    published: int | None = None):
     d = df[df["kind"] == "indexer"] if "kind" in df else df
     if d.empty or _f(d, metric).notna().sum() == 0:
         return None
@@ -61,6 +62,12 @@ def _per_model_vs_S(df: pd.DataFrame, metric: str, ylabel: str, title: str, out_
                 top = _f(d, metric).max() * 2
                 ax.plot(oom["S"], [top] * len(oom), "x", color=c, ms=9, mew=2,
                         label=f"{p}: OOM" if len(ok) else f"{p} (OOM)")
+        if published is not None and model == "v4_flash":
+            from .claims import PUBLISHED_STREAMINDEX
+
+            pts = sorted(PUBLISHED_STREAMINDEX.items())
+            ax.plot([S for S, _ in pts], [v[published] for _, v in pts], "k--", lw=1, ms=3, marker="s",
+                    label="StreamIndex (published)")
         ax.set_yscale("log")
         _log2_ticks(ax, g["S"])
         ax.set_xlabel("S (queries)")
@@ -71,23 +78,44 @@ def _per_model_vs_S(df: pd.DataFrame, metric: str, ylabel: str, title: str, out_
     return _save(fig, out_dir, name)
 
 
+def timed_rows(tables: dict) -> pd.DataFrame | None:
+    """Every timed indexer cell from ``scaling``, then ``bench``, then ``recall`` (the first table
+    that has a (model, path, S) wins), so a figure shows all that was measured. These experiments
+    run each path at its configured knobs; knob sweeps live in ``design_space``, not read here."""
+    frames = []
+    for rank, name in enumerate(("scaling", "bench", "recall")):
+        df = tables.get(name)
+        if df is None or df.empty:
+            continue
+        d = df[(df["kind"] == "indexer") & df["status"].isin(["ok", "oom"])].copy()
+        d = d[(d["status"] == "oom") | _f(d, "time_s").notna()]
+        d["_rank"] = rank
+        frames.append(d)
+    if not frames:
+        return None
+    d = pd.concat(frames, ignore_index=True).sort_values("_rank")
+    return d.drop_duplicates(["model", "path", "S"], keep="first").drop(columns="_rank")
+
+
 def plot_scaling_time(tables: dict, out_dir: Path):
-    """log-log time vs S per path and model; x at the top = out of memory."""
-    df = tables.get("scaling")
+    """log-log time vs S per path and model (scaling, bench and recall rows); x at the top = OOM;
+    dashed = the published StreamIndex times (V4-Flash)."""
+    df = timed_rows(tables)
     return None if df is None else _per_model_vs_S(df, "time_s", "time per call (s)", "time vs S",
-                                                  out_dir, "scaling_time.png")
+                                                  out_dir, "scaling_time.png", published=0)
 
 
 def plot_scaling_peak(tables: dict, out_dir: Path):
-    """log-log peak_extra vs S per path and model; x at the top = out of memory."""
-    df = tables.get("scaling")
+    """log-log peak_extra vs S per path and model; x at the top = out of memory; dashed = the
+    published StreamIndex peak (V4-Flash)."""
+    df = timed_rows(tables)
     return None if df is None else _per_model_vs_S(df, "peak_extra_gib", "peak HBM beyond inputs (GiB)",
-                                                  "peak_extra vs S", out_dir, "scaling_peak.png")
+                                                  "peak_extra vs S", out_dir, "scaling_peak.png", published=1)
 
 
 def plot_speedup(tables: dict, out_dir: Path):
     """Speed-up of every path over ``partition_merge`` (its time / the path's) vs S."""
-    df = tables.get("scaling")
+    df = timed_rows(tables)
     if df is None or df.empty:
         return None
     ok = df[df["status"] == "ok"]

@@ -8,6 +8,7 @@ process, where CUDA may be initialised.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import socket
 import subprocess
@@ -34,7 +35,11 @@ def _git(*args: str) -> str | None:
 
 def git_state() -> tuple[str, bool | None]:
     """``(commit, dirty)``; commit is ``"none"`` when the repository has no commit yet and
-    ``"unknown"`` outside git."""
+    ``"unknown"`` outside git. A copy of the tree without its history (the GPU machine gets one)
+    names its commit in ``STREAMINDEX_GIT_COMMIT`` (and ``STREAMINDEX_GIT_DIRTY=0/1``)."""
+    if os.environ.get("STREAMINDEX_GIT_COMMIT"):
+        dirty = os.environ.get("STREAMINDEX_GIT_DIRTY")
+        return os.environ["STREAMINDEX_GIT_COMMIT"], None if dirty is None else dirty == "1"
     commit = _git("rev-parse", "HEAD")
     if commit is None:
         commit = "none" if _git("rev-parse", "--git-dir") is not None else "unknown"
