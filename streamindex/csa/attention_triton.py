@@ -42,6 +42,19 @@ def _kernel():
 
 if triton is not None:
     @triton.jit
+    def _online_softmax_step(q, kv, ok, m, l, acc, scale_log2):
+        """One block of keys ``kv [BN, D]`` (``ok``: which rows exist) into the running max ``m``,
+        denominator ``l`` and output ``acc`` of the heads ``q [BH, D]`` (base-2 logits)."""
+        sc = tl.dot(q, tl.trans(kv)) * scale_log2
+        sc = tl.where(ok[None, :], sc, float("-inf"))
+        m_new = tl.maximum(m, tl.max(sc, 1))
+        alpha = tl.exp2(m - m_new)
+        p = tl.exp2(sc - m_new[:, None])
+        l = l * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(kv.dtype), kv)
+        return m_new, l, acc
+
+    @triton.jit
     def _csa_sparse_attn_fwd(Q, KVC, KVW, SINK, IDX, OUT, offset, H, scale_log2,
                              sq_b, sq_s, sq_h, sc_b, sc_t, sw_b, sw_t, si_b, si_s, so_b, so_s, so_h,
                              TOPK: tl.constexpr, WINDOW: tl.constexpr, D: tl.constexpr,
@@ -64,14 +77,7 @@ if triton is not None:
             ok = idx >= 0
             rows = tl.maximum(idx, 0).to(tl.int64)
             kv = tl.load(KVC + b * sc_b + rows[:, None] * sc_t + d[None, :], mask=ok[:, None], other=0.0)
-            sc = tl.dot(q, tl.trans(kv)) * scale_log2
-            sc = tl.where(ok[None, :], sc, float("-inf"))
-            m_new = tl.maximum(m, tl.max(sc, 1))
-            alpha = tl.exp2(m - m_new)
-            p = tl.exp2(sc - m_new[:, None])
-            l = l * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None] + tl.dot(p.to(kv.dtype), kv)
-            m = m_new
+            m, l, acc = _online_softmax_step(q, kv, ok, m, l, acc, scale_log2)
         # sliding window: absolute positions pos - WINDOW + 1 .. pos
         pos = offset + s
         for start in range(0, WINDOW, BN):
@@ -80,14 +86,7 @@ if triton is not None:
             ok = (p_abs >= 0) & (offs < WINDOW)
             rows = tl.maximum(p_abs, 0).to(tl.int64)
             kv = tl.load(KVW + b * sw_b + rows[:, None] * sw_t + d[None, :], mask=ok[:, None], other=0.0)
-            sc = tl.dot(q, tl.trans(kv)) * scale_log2
-            sc = tl.where(ok[None, :], sc, float("-inf"))
-            m_new = tl.maximum(m, tl.max(sc, 1))
-            alpha = tl.exp2(m - m_new)
-            p = tl.exp2(sc - m_new[:, None])
-            l = l * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None] + tl.dot(p.to(kv.dtype), kv)
-            m = m_new
+            m, l, acc = _online_softmax_step(q, kv, ok, m, l, acc, scale_log2)
         o = acc / tl.where(l > 0, l, 1.0)[:, None]
         tl.store(OUT + b * so_b + s * so_s + heads[:, None] * so_h + d[None, :], o.to(OUT.dtype.element_ty),
                  mask=hmask[:, None])
