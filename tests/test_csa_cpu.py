@@ -239,8 +239,7 @@ def test_triton_block_fallback_on_out_of_resources(monkeypatch):
     real = at._kernel()
     tried = []
 
-    class OutOfResources(Exception):
-        pass
+    from triton.runtime.errors import OutOfResources
 
     class Flaky:
         def __init__(self, max_bn):
@@ -250,7 +249,7 @@ def test_triton_block_fallback_on_out_of_resources(monkeypatch):
             def launch(*args, BN, **kw):
                 tried.append(BN)
                 if BN > self.max_bn:
-                    raise OutOfResources("shared memory")
+                    raise OutOfResources(256 * 1024, 228 * 1024, "shared memory")
                 return real[grid](*args, BN=BN, **kw)
             return launch
 

@@ -30,6 +30,7 @@ def _interpreted() -> bool:
 try:  # Triton reads TRITON_INTERPRET at import: set it before importing this module
     import triton
     import triton.language as tl
+    from triton.runtime.errors import OutOfResources
 except ImportError:  # pragma: no cover - triton is a Linux dependency
     triton = None
 
@@ -142,8 +143,8 @@ def sparse_attention_triton(q, kv_compressed, kv_window, sink, indices, *, softm
                        kvw.stride(1), a.indices.stride(0), a.indices.stride(1), o.stride(0), o.stride(1), o.stride(2),
                        TOPK=K, WINDOW=a.window, D=D, BH=BH, BN=BN, **extra)
             break
-        except Exception as e:  # noqa: BLE001  - shared-memory overflow on some Triton versions / shapes
-            if type(e).__name__ != "OutOfResources" or BN <= 16 or block_n is not None:
+        except OutOfResources:  # shared-memory overflow on some Triton versions / shapes
+            if BN <= 16 or block_n is not None:
                 raise
             BN //= 2  # seen with Triton 3.6 at TOPK = BN = 64 (256 KiB of shared memory asked)
             _BN_FALLBACK[key] = BN
