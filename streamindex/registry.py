@@ -21,15 +21,19 @@ class PathSpec:
     description: str
     needs_cuda: bool = False
     fp8: bool = False
+    precompile: Callable | None = None
 
 
-def register_path(name: str, *, description: str, needs_cuda: bool = False, fp8: bool = False):
-    """Decorator: register ``fn`` under ``name`` (a duplicate name is an error)."""
+def register_path(name: str, *, description: str, needs_cuda: bool = False, fp8: bool = False,
+                  precompile: Callable | None = None):
+    """Decorator: register ``fn`` under ``name`` (a duplicate name is an error). ``precompile``,
+    if given, is ``precompile(problem)``: build every kernel variant a call of this size may need,
+    so that timings at long S do not include compilation."""
 
     def deco(fn):
         if name in _PATHS:
             raise ValueError(f"path {name!r} is already registered")
-        _PATHS[name] = PathSpec(name, fn, description, needs_cuda, fp8)
+        _PATHS[name] = PathSpec(name, fn, description, needs_cuda, fp8, precompile)
         return fn
 
     return deco

@@ -139,3 +139,11 @@ def test_stream_threshold_selection_overflow_falls_back():
     s = torch.arange(200)[:, None]
     want = torch.where(torch.arange(2)[None, :] <= s, torch.arange(2)[None, :], -1)
     assert torch.equal(idx[0].long(), want)
+
+
+@pytest.mark.parametrize("path", ["stream", "stream_fp8", "materialize"])
+def test_precompile_runs_and_changes_nothing(path):
+    q, k, w = random_case(40, ratio=2, seed=12)
+    before = si.indexer_topk(q, k, w, 3, ratio=2, path=path)
+    si.precompile(q, k, w, 3, ratio=2, path=path)
+    assert torch.equal(si.indexer_topk(q, k, w, 3, ratio=2, path=path), before)
