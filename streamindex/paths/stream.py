@@ -6,8 +6,10 @@ Per query chunk (rows sized by the workspace budget):
    tiles skipped) and, per row, the maximum of every ``group`` columns;
 2. the k-th largest group maximum ``tau`` is a lower bound of the row's k-th score, so a second
    kernel gathers the few entries ``>= tau`` (a read of the workspace, no sort);
-3. an exact top-k over those candidates; rows whose candidates overflow (massive ties) and
-   chunks whose rows see too few keys for a useful bound take the exact top-k of the full row.
+3. a third kernel sorts each row's candidates on (score, -index) keys and writes the output row.
+
+Rows whose candidates overflow (massive ties at the boundary) and chunks whose rows see too few
+keys for a useful bound take the exact top-k of the full row instead.
 
 Extra memory: the workspace plus the outputs, whatever S is."""
 from __future__ import annotations
@@ -52,7 +54,7 @@ def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes,
     budget = workspace_bytes or DEFAULT_WORKSPACE
     ws = torch.empty(max(1, budget // BYTES_PER_SCORE), dtype=torch.float32, device=p.device)
     out = TopkOutput(p, return_scores)
-    overflow = []  # (s0, s1, per-row candidate counts, capacity): checked once, at the end
+    overflow = []  # (s0, s1, per-row candidate counts): checked once, at the end
     plan = row_chunks(p, bytes_per_col=BYTES_PER_SCORE, budget=budget, multiple=cfg["block_s"], max_rows=chunk_q)
     for s0, s1, n_cols in plan:
         if n_cols == 0:
@@ -60,19 +62,17 @@ def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes,
             continue
         chunk = _workspace(ws, p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
         group = _group_size(p.n_visible(s0), p.topk, cfg["block_t"])
-        if not group:
-            vals, idx = _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget)
-        else:
+        if group:
             gmax = torch.empty(p.B, s1 - s0, -(-n_cols // group), dtype=torch.float32, device=p.device)
             score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale,
                        group_max=gmax, group=group, **cfg)
             count = _select_with_threshold(p, chunk.view(-1, n_cols), gmax.view(p.B * (s1 - s0), -1), out, s0)
             overflow.append((s0, s1, count))
-            continue
-        out.write(s0, s1, vals, idx)
+        else:
+            out.write(s0, s1, *_select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget))
     # Rows whose candidates overflowed (massive ties at the boundary) are recomputed in full.
     # Checking once here, not per chunk, keeps the GPU queue free of host synchronisation.
-    cap = 1 << (CANDIDATES_PER_K * p.topk - 1).bit_length()
+    cap = _candidate_capacity(p.topk)
     if overflow and bool(torch.cat([c for *_, c in overflow]).gt(cap).any()):
         for s0, s1, count in overflow:
             if bool(count.gt(cap).any()):
@@ -97,6 +97,11 @@ def _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget):
     return torch.cat([v for v, _ in parts]), torch.cat([i for _, i in parts])
 
 
+def _candidate_capacity(topk: int) -> int:
+    """Candidate slots per row: ``CANDIDATES_PER_K · topk`` rounded up to a power of two."""
+    return 1 << (CANDIDATES_PER_K * topk - 1).bit_length()
+
+
 def _group_size(min_visible: int, topk: int, block_t: int) -> int:
     """Largest power-of-two group (≤ ``block_t``) that leaves every row of the chunk at least
     ``GROUPS_PER_K · topk`` groups; 0 when that is below ``MIN_GROUP`` (select the full rows)."""
@@ -111,8 +116,7 @@ def _select_with_threshold(p, scores: torch.Tensor, gmax: torch.Tensor, out: Top
     or above the k-th largest group maximum (``gmax`` [B·r, G], G ≥ topk). Returns the per-row
     candidate counts; rows above the capacity are incomplete and must be re-selected."""
     tau = torch.topk(gmax, p.topk, dim=1, sorted=False).values.amin(dim=1)
-    cap = 1 << (CANDIDATES_PER_K * p.topk - 1).bit_length()
-    cv, ci, count = gather_candidates(scores, tau, cap)
+    cv, ci, count = gather_candidates(scores, tau, _candidate_capacity(p.topk))
     select_candidates(cv, ci, count, out.idx, out.scores, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset)
     return count
 
