@@ -58,11 +58,10 @@ def time_path(path, S, reps=3, topk=TOPK, fp8_input=False, **kw):
         kw.update(q_scale=qs, k_scale=ks)
     else:
         q, k, w = si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=1)
-    TOPK = topk
     torch.cuda.synchronize()
     try:
         if reps > 1:
-            si.indexer_topk(q, k, w, TOPK, ratio=RATIO, path=path, **kw)  # warm-up / compile
+            si.indexer_topk(q, k, w, topk, ratio=RATIO, path=path, **kw)  # warm-up / compile
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -71,7 +70,7 @@ def time_path(path, S, reps=3, topk=TOPK, fp8_input=False, **kw):
             e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             idx = None
             e0.record()
-            idx = si.indexer_topk(q, k, w, TOPK, ratio=RATIO, path=path, **kw)
+            idx = si.indexer_topk(q, k, w, topk, ratio=RATIO, path=path, **kw)
             e1.record()
             torch.cuda.synchronize()
             ts.append(e0.elapsed_time(e1) / 1e3)
@@ -79,10 +78,10 @@ def time_path(path, S, reps=3, topk=TOPK, fp8_input=False, **kw):
         ts.sort()
         from streamindex.metrics import tie_aware_recall
         rows = torch.cat([torch.arange(4), torch.arange(S - 16, S), torch.randint(0, S, (40,))])
-        rec = tie_aware_recall(idx, q, k, w, topk=TOPK, ratio=RATIO, rows=rows, q_scale=kw.get("q_scale"),
+        rec = tie_aware_recall(idx, q, k, w, topk=topk, ratio=RATIO, rows=rows, q_scale=kw.get("q_scale"),
                                k_scale=kw.get("k_scale"))
         kw.pop("q_scale", None), kw.pop("k_scale", None)
-        row = dict(path=path, S=S, topk=TOPK, time_s=ts[len(ts) // 2], peak_extra_gib=peak,
+        row = dict(path=path, S=S, topk=topk, time_s=ts[len(ts) // 2], peak_extra_gib=peak,
                    tflops=si.metrics.useful_flops(S, k.shape[1], H, D, RATIO) / ts[len(ts) // 2] / 1e12,
                    recall_min=rec.min().item(), **kw)
     except torch.OutOfMemoryError:
