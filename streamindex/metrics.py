@@ -4,12 +4,12 @@ from __future__ import annotations
 import torch
 
 from .oracle import _batched, dequantize, oracle_scores
+from .problem import sum_min_floor
 
 
 def useful_flops(S: int, T: int, H: int, D: int, ratio: int, offset: int = 0, B: int = 1) -> int:
     """``2·H·D`` per visible (s, t) pair, summed over the batch."""
-    s = torch.arange(S, dtype=torch.int64)
-    return int(2 * H * D * B * torch.clamp((offset + s + 1) // ratio, 0, T).sum().item())
+    return 2 * H * D * B * sum_min_floor(offset + 1, offset + S, ratio, T)
 
 
 def recall_tolerance(q, k, w, rows, *, q_scale=None, k_scale=None, tol_factor: float = 1e-5):

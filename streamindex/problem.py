@@ -81,9 +81,9 @@ class IndexerProblem:
         for name, t in (("q", q), ("k", k), ("w", w)):
             if not isinstance(t, torch.Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        _check_int("topk", topk, 1)
-        _check_int("ratio", ratio, 1)
-        _check_int("offset", offset, 0)
+        check_int("topk", topk, 1)
+        check_int("ratio", ratio, 1)
+        check_int("offset", offset, 0)
 
         squeeze = q.dim() == 3
         if q.dim() not in (3, 4):
@@ -152,11 +152,30 @@ def _all_finite(t: torch.Tensor) -> bool:
     return all(bool(torch.isfinite(flat[i:i + _FINITE_SLICE]).all()) for i in range(0, flat.numel(), _FINITE_SLICE))
 
 
-def _check_int(name, value, lo):
+def sum_min_floor(lo: int, hi: int, ratio: int, cap: int) -> int:
+    """Σ_{x=lo}^{hi} min(cap, x // ratio), exact, O(1). With ``lo = offset + 1``, ``hi = offset + S``
+    and ``cap = T`` it counts the visible (query, key) pairs of a call."""
+    if hi < lo:
+        return 0
+
+    def prefix(n):  # Σ_{x=0}^{n} min(cap, x // ratio)
+        if n < 0:
+            return 0
+        full = min(n, cap * ratio - 1)  # x < cap*ratio -> x//ratio < cap
+        q, r = divmod(full + 1, ratio)  # x in [0, full]: q complete groups of ratio values 0..q-1, then r of value q
+        s = ratio * q * (q - 1) // 2 + r * q
+        return s + max(0, n - full) * cap
+
+    return prefix(hi) - prefix(lo - 1)
+
+
+def check_int(name: str, value, lo: int) -> int:
+    """``value`` as an int ``>= lo``, else a TypeError / ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < lo:
         raise ValueError(f"{name} must be >= {lo}, got {value}")
+    return int(value)
 
 
 def _check_scale(name, t, shape, device):

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..problem import check_int, sum_min_floor
+
 ATTN_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 DEFAULT_WINDOW = 128
 
@@ -35,14 +37,6 @@ class AttentionArgs:
     def shape(self):
         B, S, H, D = self.q.shape
         return B, S, H, D, self.kv_compressed.shape[1], self.kv_window.shape[1], self.indices.shape[2]
-
-
-def check_int(name: str, value, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-    return int(value)
 
 
 def check_scale(softmax_scale, D: int) -> float:
@@ -141,7 +135,7 @@ def attention_flops_bytes(S: int, *, Hq: int, D: int, topk: int, ratio: int, win
     # compressed rows: visible(pos) = min(T, (pos+1)//ratio), capped at topk
     T_cap = (offset + S) // ratio if T is None else T
     cap = min(topk, T_cap)
-    total_rows += _sum_min_floor(offset + 1, offset + S, ratio, cap)
+    total_rows += sum_min_floor(offset + 1, offset + S, ratio, cap)
     # window rows: min(window, pos+1)
     lo, hi = offset + 1, offset + S  # pos + 1 ranges over [lo, hi]
     a = min(hi, window)
@@ -150,19 +144,3 @@ def attention_flops_bytes(S: int, *, Hq: int, D: int, topk: int, ratio: int, win
     total_rows += max(0, hi - max(lo, window + 1) + 1) * window
     flops = 4 * Hq * D * total_rows
     return flops, total_rows * D * elem_bytes, 2 * S * Hq * D * elem_bytes
-
-
-def _sum_min_floor(lo: int, hi: int, ratio: int, cap: int) -> int:
-    """Σ_{x=lo}^{hi} min(cap, x // ratio), exact, O(1)."""
-    if hi < lo:
-        return 0
-
-    def prefix(n):  # Σ_{x=0}^{n} min(cap, x // ratio)
-        if n < 0:
-            return 0
-        full = min(n, cap * ratio - 1)  # x < cap*ratio -> x//ratio < cap
-        q, r = divmod(full + 1, ratio)  # x in [0, full]: q complete groups of ratio values 0..q-1, then r of value q
-        s = ratio * q * (q - 1) // 2 + r * q
-        return s + max(0, n - full) * cap
-
-    return prefix(hi) - prefix(lo - 1)

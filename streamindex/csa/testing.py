@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..oracle import oracle_topk
+
 
 def make_case(*, B=1, S=20, Hq=16, D=32, T=12, topk=6, window=8, offset=0, ratio=4, sink=True, neg_frac=0.2,
               causal=True, dtype=torch.bfloat16, device="cpu", seed=0):
@@ -40,17 +42,7 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def oracle_indexer(q, k, w, topk, *, ratio, offset):
-    """fp64 torch indexer top-k (the DESIGN.md §1 contract) for tiny CPU tests."""
-    sc = torch.einsum("bshd,btd->bsht", q.double(), k.double()).relu()
-    sc = (sc * w.double()[..., None]).sum(2)
-    B, S, T = sc.shape
-    vis = (offset + torch.arange(S, device=sc.device) + 1) // ratio
-    sc = sc.masked_fill(torch.arange(T, device=sc.device)[None, None, :] >= vis[None, :, None], float("-inf"))
-    kk = min(topk, T)
-    # ties by smaller t: stable sort on -score
-    order = torch.sort(-sc, dim=-1, stable=True).indices[..., :kk]
-    v = torch.gather(sc, -1, order)
-    i = torch.where(torch.isinf(v), -1, order).int()
-    if topk > T:
-        i = torch.nn.functional.pad(i, (0, topk - T), value=-1)
-    return i
+    """fp64 indexer top-k with :func:`streamindex.indexer_topk`'s signature (int32, ``-1`` padded,
+    same batching as the input), for tiny CPU tests: :func:`streamindex.oracle.oracle_topk`."""
+    idx = oracle_topk(q, k, w, topk, ratio=ratio, offset=offset)[0].int()
+    return idx.squeeze(0) if q.dim() == 3 else idx
