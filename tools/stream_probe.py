@@ -92,22 +92,88 @@ def time_path(path, S, reps=3, topk=TOPK, fp8_input=False, **kw):
     return row
 
 
+def kernel_breakdown(path, S, topk=TOPK, fp8_input=False, top=12):
+    """CUDA time per kernel name over one call (torch.profiler), largest first."""
+    from torch.profiler import ProfilerActivity, profile
+    if fp8_input:
+        q, k, w, qs, ks = si.make_fp8_inputs(S, H, D, ratio=RATIO, device="cuda", seed=1)
+        kw = dict(q_scale=qs, k_scale=ks)
+    else:
+        (q, k, w), kw = si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=1), {}
+    si.indexer_topk(q, k, w, topk, ratio=RATIO, path=path, **kw)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        si.indexer_topk(q, k, w, topk, ratio=RATIO, path=path, **kw)
+        torch.cuda.synchronize()
+    rows = sorted(((e.key, e.device_time_total / 1e3, e.count) for e in prof.key_averages()),
+                  key=lambda r: -r[1])[:top]
+    for name, ms, n in rows:
+        print(f"  {path} S={S} {ms:10.2f} ms  x{n:6d}  {name[:90]}", flush=True)
+    return [dict(path=path, S=S, kernel=n, ms=ms, count=c) for n, ms, c in rows]
+
+
+def first_call(path, S, fp8_input=False):
+    """Seconds of the first call after ``precompile`` and of a second call: equal when nothing
+    compiles inside the timed call."""
+    if fp8_input:
+        q, k, w, qs, ks = si.make_fp8_inputs(S, H, D, ratio=RATIO, device="cuda", seed=2)
+        kw = dict(q_scale=qs, k_scale=ks)
+    else:
+        (q, k, w), kw = si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=2), {}
+    si.precompile(q, k, w, TOPK, ratio=RATIO, path=path, **kw)
+    ts = []
+    for _ in range(2):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        si.indexer_topk(q, k, w, TOPK, ratio=RATIO, path=path, **kw)
+        torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t)
+    row = dict(path=path, S=S, first_s=ts[0], second_s=ts[1])
+    print(row, flush=True)
+    return row
+
+
+def overlap_ab(cases):
+    """Each case timed with the selection overlapped (two slots, side stream) and not, in turns."""
+    from streamindex.paths import stream as stream_mod
+    rows = []
+    for path, S, reps, extra in cases:
+        for overlap in (False, True):
+            stream_mod.OVERLAP_SELECTION = overlap
+            rows.append(dict(time_path(path, S, reps, **extra), overlap=overlap))
+    stream_mod.OVERLAP_SELECTION = True
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
     ap.add_argument("--skip-paths", action="store_true")
     ap.add_argument("--skip-kernels", action="store_true")
+    ap.add_argument("--overlap", action="store_true",
+                    help="only: kernel breakdown, precompile check, overlap on/off side by side")
     args = ap.parse_args()
     t0 = time.time()
     out = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__)
     out["matmul_tflops"] = matmul_tflops()
     print("bf16 matmul TFLOP/s", out["matmul_tflops"], flush=True)
+    if args.overlap:
+        out["first_call"] = [first_call("stream", 1 << 20), first_call("stream_fp8", 1 << 20, fp8_input=True)]
+        from streamindex.paths import stream as stream_mod
+        for overlap in (False, True):
+            stream_mod.OVERLAP_SELECTION = overlap
+            out[f"breakdown_overlap{int(overlap)}"] = (kernel_breakdown("stream", 262144)
+                                                       + kernel_breakdown("stream_fp8", 262144, fp8_input=True))
+        out["paths"] = overlap_ab([("stream", 262144, 3, {}), ("stream", 1 << 20, 2, {}),
+                                   ("stream_fp8", 1 << 20, 2, dict(fp8_input=True)),
+                                   ("stream", 1 << 20, 2, dict(topk=1024))])
+        args.skip_kernels = args.skip_paths = True
     cfgs = [(64, 128, 4, 3), (64, 128, 4, 4), (64, 64, 4, 3), (64, 128, 8, 3), (64, 256, 4, 3)]
     if not args.skip_kernels:
         out["kernel"] = kernel_configs(262144, 256, cfgs)
         out["kernel_fp8"] = kernel_configs(262144, 256, [(64, 128, 4, 3), (64, 256, 4, 3), (128, 128, 4, 3),
                                                          (64, 128, 8, 4)], fp8=True)
-    rows = []
+    rows = out.get("paths", [])
     if not args.skip_paths:
         for path, S, reps, extra in [("stream", 32768, 5, {}), ("stream", 262144, 3, {}),
                                      ("stream", 1 << 20, 2, {}), ("stream", 1 << 20, 2, dict(topk=1024)),

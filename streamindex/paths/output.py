@@ -16,13 +16,17 @@ class TopkOutput:
         self.scores = (torch.empty(p.B, p.S, p.topk, dtype=torch.float32, device=p.device)
                        if return_scores else None)
 
-    def write(self, s0: int, s1: int, vals: torch.Tensor, idx: torch.Tensor) -> None:
-        """Store the selection ``[B·(s1-s0), k']`` of queries ``[s0, s1)`` (``-1``/``-inf`` padded)."""
-        n_vis = self.p.visible_counts(s0, s1).repeat(self.p.B)
+    def write(self, s0: int, s1: int, vals: torch.Tensor, idx: torch.Tensor, batch: int | None = None) -> None:
+        """Store the selection of queries ``[s0, s1)`` (``-1``/``-inf`` padded): ``[B·(s1-s0), k']``
+        for every batch, or ``[s1-s0, k']`` for batch ``batch`` alone."""
+        n_vis = self.p.visible_counts(s0, s1)
+        if batch is None:
+            n_vis = n_vis.repeat(self.p.B)
         out_idx, out_val = finalize(vals, idx, n_vis, self.p.topk)
-        self.idx[:, s0:s1] = out_idx.view(self.p.B, s1 - s0, -1)
+        dst = slice(None) if batch is None else slice(batch, batch + 1)
+        self.idx[dst, s0:s1] = out_idx.view(-1, s1 - s0, out_idx.shape[-1])
         if self.scores is not None:
-            self.scores[:, s0:s1] = out_val.view(self.p.B, s1 - s0, -1)
+            self.scores[dst, s0:s1] = out_val.view(-1, s1 - s0, out_val.shape[-1])
 
     def write_empty(self, s0: int, s1: int) -> None:
         """Queries ``[s0, s1)`` see no key: all ``-1`` / ``-inf``."""

@@ -11,9 +11,14 @@ Per query chunk (rows sized by the workspace budget):
 Rows whose candidates overflow (massive ties at the boundary) and chunks whose rows see too few
 keys for a useful bound take the exact top-k of the full row instead.
 
+On CUDA the workspace is split in two slots and steps 2-3 of a chunk run on a second,
+higher-priority stream while the score kernel of the next chunk fills the other slot: the
+selection is memory- and latency-bound, the score kernel compute-bound, so they share the SMs.
+
 Extra memory: the workspace plus the outputs, whatever S is."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -38,6 +43,9 @@ FULL_ROW_BYTES = 48
 GROUPS_PER_K = 4
 MIN_GROUP = 4
 CANDIDATES_PER_K = 4
+# Two workspace slots: the selection of chunk i (on a side stream, CUDA) overlaps the score
+# kernel of chunk i+1.
+OVERLAP_SELECTION = True
 
 
 def _tile_config(q: torch.Tensor) -> dict:
@@ -52,24 +60,33 @@ def _tile_config(q: torch.Tensor) -> dict:
 def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes, chunk_q):
     cfg = _tile_config(q)
     budget = workspace_bytes or DEFAULT_WORKSPACE
-    ws = torch.empty(max(1, budget // BYTES_PER_SCORE), dtype=torch.float32, device=p.device)
+    pipe = _SelectionStreams.create(p.device)
+    slot_budget = max(BYTES_PER_SCORE, budget // pipe.n_slots)
+    slots = [torch.empty(slot_budget // BYTES_PER_SCORE, dtype=torch.float32, device=p.device)
+             for _ in range(pipe.n_slots)]
+    gmax_slots = [None] * pipe.n_slots
     out = TopkOutput(p, return_scores)
     overflow = []  # (s0, s1, per-row candidate counts): checked once, at the end
-    plan = row_chunks(p, bytes_per_col=BYTES_PER_SCORE, budget=budget, multiple=cfg["block_s"], max_rows=chunk_q)
-    for s0, s1, n_cols in plan:
+    plan = row_chunks(p, bytes_per_col=BYTES_PER_SCORE, budget=slot_budget, multiple=cfg["block_s"],
+                      max_rows=chunk_q)
+    for i, (s0, s1, n_cols) in enumerate(plan):
         if n_cols == 0:
             out.write_empty(s0, s1)
             continue
-        chunk = _workspace(ws, p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
+        slot = i % pipe.n_slots
+        pipe.reserve(slot)
+        chunk = _workspace(slots[slot], p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
         group = _group_size(p.n_visible(s0), p.topk, cfg["block_t"])
         if group:
-            gmax = torch.empty(p.B, s1 - s0, -(-n_cols // group), dtype=torch.float32, device=p.device)
+            gmax = _slot_buffer(gmax_slots, slot, (p.B, s1 - s0, -(-n_cols // group)), p.device)
             score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale,
                        group_max=gmax, group=group, **cfg)
-            count = _select_with_threshold(p, chunk.view(-1, n_cols), gmax.view(p.B * (s1 - s0), -1), out, s0)
+            with pipe.selection(slot, chunk):
+                count = _select_with_threshold(p, chunk.view(-1, n_cols), gmax.view(p.B * (s1 - s0), -1), out, s0)
             overflow.append((s0, s1, count))
         else:
-            out.write(s0, s1, *_select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget))
+            _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, slot_budget, out)
+    pipe.join()
     # Rows whose candidates overflowed (massive ties at the boundary) are recomputed in full.
     # Checking once here, not per chunk, keeps the GPU queue free of host synchronisation.
     cap = _candidate_capacity(p.topk)
@@ -77,9 +94,49 @@ def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes,
         for s0, s1, count in overflow:
             if bool(count.gt(cap).any()):
                 n_cols = p.n_visible(s1 - 1)
-                chunk = _workspace(ws, p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
-                out.write(s0, s1, *_select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget))
+                chunk = _workspace(slots[0], p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
+                _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, slot_budget, out)
     return out.result()
+
+
+class _SelectionStreams:
+    """Runs each chunk's selection on a side stream of higher priority, so that it overlaps the
+    next chunk's score kernel; the workspace slot it reads is reserved until it is done. Without
+    CUDA the slots alternate the same way but everything runs in order."""
+
+    def __init__(self, device: torch.device, n_slots: int):
+        self.n_slots = n_slots
+        streams = n_slots > 1 and device.type == "cuda"
+        self.main = torch.cuda.current_stream(device) if streams else None
+        self.side = torch.cuda.Stream(device, priority=-1) if streams else None
+        self.done = [None] * n_slots
+
+    @classmethod
+    def create(cls, device: torch.device):
+        return cls(device, 2 if OVERLAP_SELECTION else 1)
+
+    def reserve(self, slot: int) -> None:
+        """The current stream waits until the selection that last read ``slot`` has finished."""
+        if self.done[slot] is not None and self.main is not None:
+            self.main.wait_event(self.done[slot])
+            self.done[slot] = None
+
+    @contextlib.contextmanager
+    def selection(self, slot: int, *inputs: torch.Tensor):
+        if self.side is None:
+            yield
+            return
+        self.side.wait_stream(self.main)
+        for t in inputs:  # allocated on the main stream, read on the side one
+            t.record_stream(self.side)
+        with torch.cuda.stream(self.side):
+            yield
+        self.done[slot] = torch.cuda.Event()
+        self.done[slot].record(self.side)
+
+    def join(self) -> None:
+        if self.side is not None:
+            self.main.wait_stream(self.side)
 
 
 def _workspace(ws: torch.Tensor, n: int) -> torch.Tensor:
@@ -87,14 +144,27 @@ def _workspace(ws: torch.Tensor, n: int) -> torch.Tensor:
     return ws[:n] if n <= ws.numel() else torch.empty(n, dtype=ws.dtype, device=ws.device)
 
 
-def _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget):
-    """Scores of the chunk, then the exact top-k of whole rows (a few rows at a time)."""
+def _slot_buffer(bufs: list, slot: int, shape: tuple, device: torch.device) -> torch.Tensor:
+    """A ``shape`` fp32 view of the slot's buffer, grown when too small. Growing drops the old
+    buffer without ``record_stream``: the slot was reserved, so its last reader has finished."""
+    n = 1
+    for d in shape:
+        n *= d
+    if bufs[slot] is None or bufs[slot].numel() < n:
+        bufs[slot] = torch.empty(n, dtype=torch.float32, device=device)
+    return bufs[slot][:n].view(shape)
+
+
+def _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget, out: TopkOutput) -> None:
+    """Scores of the chunk, then the exact top-k of whole rows, a few rows at a time, each
+    slice written straight into ``out`` (temporaries stay within about half of ``budget``)."""
     B, r, n_cols = chunk.shape
     score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale, **cfg)
-    flat = chunk.view(B * r, n_cols)
     step = max(1, budget // 2 // (FULL_ROW_BYTES * n_cols))
-    parts = [exact_topk(flat[i:i + step], p.topk) for i in range(0, B * r, step)]
-    return torch.cat([v for v, _ in parts]), torch.cat([i for _, i in parts])
+    for b in range(B):
+        for i in range(0, r, step):
+            j = min(r, i + step)
+            out.write(s0 + i, s0 + j, *exact_topk(chunk[b, i:j], p.topk), batch=b)
 
 
 def _candidate_capacity(topk: int) -> int:
