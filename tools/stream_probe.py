@@ -133,40 +133,25 @@ def first_call(path, S, fp8_input=False):
     return row
 
 
-def overlap_ab(cases):
-    """Each case timed with the selection overlapped (two slots, side stream) and not, in turns."""
-    from streamindex.paths import stream as stream_mod
-    rows = []
-    for path, S, reps, extra in cases:
-        for overlap in (False, True):
-            stream_mod.OVERLAP_SELECTION = overlap
-            rows.append(dict(time_path(path, S, reps, **extra), overlap=overlap))
-    stream_mod.OVERLAP_SELECTION = True
-    return rows
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
     ap.add_argument("--skip-paths", action="store_true")
     ap.add_argument("--skip-kernels", action="store_true")
-    ap.add_argument("--overlap", action="store_true",
-                    help="only: kernel breakdown, precompile check, overlap on/off side by side")
+    ap.add_argument("--selection", action="store_true",
+                    help="only: precompile check, kernel breakdown at 256K, whole-path times at 256K / 1M")
     args = ap.parse_args()
     t0 = time.time()
     out = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__)
     out["matmul_tflops"] = matmul_tflops()
     print("bf16 matmul TFLOP/s", out["matmul_tflops"], flush=True)
-    if args.overlap:
+    if args.selection:
         out["first_call"] = [first_call("stream", 1 << 20), first_call("stream_fp8", 1 << 20, fp8_input=True)]
-        from streamindex.paths import stream as stream_mod
-        for overlap in (False, True):
-            stream_mod.OVERLAP_SELECTION = overlap
-            out[f"breakdown_overlap{int(overlap)}"] = (kernel_breakdown("stream", 262144)
-                                                       + kernel_breakdown("stream_fp8", 262144, fp8_input=True))
-        out["paths"] = overlap_ab([("stream", 262144, 3, {}), ("stream", 1 << 20, 2, {}),
-                                   ("stream_fp8", 1 << 20, 2, dict(fp8_input=True)),
-                                   ("stream", 1 << 20, 2, dict(topk=1024))])
+        out["breakdown"] = (kernel_breakdown("stream", 262144)
+                            + kernel_breakdown("stream_fp8", 262144, fp8_input=True))
+        out["paths"] = [time_path(*case) for case in [
+            ("stream", 262144, 3, {}), ("stream", 1 << 20, 2, {}),
+            ("stream_fp8", 1 << 20, 2, dict(fp8_input=True)), ("stream", 1 << 20, 2, dict(topk=1024))]]
         args.skip_kernels = args.skip_paths = True
     cfgs = [(64, 128, 4, 3), (64, 128, 4, 4), (64, 64, 4, 3), (64, 128, 8, 3), (64, 256, 4, 3)]
     if not args.skip_kernels:

@@ -4,28 +4,24 @@ Per query chunk (rows sized by the workspace budget):
 
 1. the Triton score kernel writes the chunk's head-summed scores into the workspace (causal
    tiles skipped) and, per row, the maximum of every ``group`` columns;
-2. the k-th largest group maximum ``tau`` is a lower bound of the row's k-th score, so a second
-   kernel gathers the few entries ``>= tau`` (a read of the workspace, no sort);
+2. the k-th largest group maximum ``tau`` is a lower bound of the row's k-th score; a kernel finds
+   it, a second gathers the few entries ``>= tau``, reading only the groups whose maximum reaches
+   ``tau``;
 3. a third kernel sorts each row's candidates on (score, -index) keys and writes the output row.
 
 Rows whose candidates overflow (massive ties at the boundary) and chunks whose rows see too few
 keys for a useful bound take the exact top-k of the full row instead.
 
-On CUDA the workspace is split in two slots and steps 2-3 of a chunk run on a second,
-higher-priority stream while the score kernel of the next chunk fills the other slot: the
-selection is memory- and latency-bound, the score kernel compute-bound, so they share the SMs.
-
 Extra memory: the workspace plus the outputs, whatever S is."""
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 
 import torch
 
 from ..chunking import row_chunks
-from ..kernels.candidates import gather_candidates, select_candidates
+from ..kernels.candidates import gather_candidates, kth_group_max, select_candidates
 from ..kernels.score_tile import score_tile
 from ..problem import IndexerProblem
 from ..quant import quantize_fp8
@@ -43,9 +39,6 @@ FULL_ROW_BYTES = 48
 GROUPS_PER_K = 4
 MIN_GROUP = 4
 CANDIDATES_PER_K = 4
-# Two workspace slots: the selection of chunk i (on a side stream, CUDA) overlaps the score
-# kernel of chunk i+1.
-OVERLAP_SELECTION = True
 
 
 def _tile_config(q: torch.Tensor) -> dict:
@@ -60,33 +53,28 @@ def _tile_config(q: torch.Tensor) -> dict:
 def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes, chunk_q):
     cfg = _tile_config(q)
     budget = workspace_bytes or DEFAULT_WORKSPACE
-    pipe = _SelectionStreams.create(p.device)
-    slot_budget = max(BYTES_PER_SCORE, budget // pipe.n_slots)
-    slots = [torch.empty(slot_budget // BYTES_PER_SCORE, dtype=torch.float32, device=p.device)
-             for _ in range(pipe.n_slots)]
-    gmax_slots = [None] * pipe.n_slots
+    ws = torch.empty(max(1, budget // BYTES_PER_SCORE), dtype=torch.float32, device=p.device)
+    gmax_buf = torch.empty(0, dtype=torch.float32, device=p.device)
     out = TopkOutput(p, return_scores)
     overflow = []  # (s0, s1, per-row candidate counts): checked once, at the end
-    plan = row_chunks(p, bytes_per_col=BYTES_PER_SCORE, budget=slot_budget, multiple=cfg["block_s"],
-                      max_rows=chunk_q)
-    for i, (s0, s1, n_cols) in enumerate(plan):
+    plan = row_chunks(p, bytes_per_col=BYTES_PER_SCORE, budget=budget, multiple=cfg["block_s"], max_rows=chunk_q)
+    for s0, s1, n_cols in plan:
         if n_cols == 0:
             out.write_empty(s0, s1)
             continue
-        slot = i % pipe.n_slots
-        pipe.reserve(slot)
-        chunk = _workspace(slots[slot], p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
+        chunk = _workspace(ws, p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
         group = _group_size(p.n_visible(s0), p.topk, cfg["block_t"])
         if group:
-            gmax = _slot_buffer(gmax_slots, slot, (p.B, s1 - s0, -(-n_cols // group)), p.device)
+            n_groups = -(-n_cols // group)
+            if gmax_buf.numel() < p.B * (s1 - s0) * n_groups:
+                gmax_buf = torch.empty(p.B * (s1 - s0) * n_groups, dtype=torch.float32, device=p.device)
+            gmax = gmax_buf[:p.B * (s1 - s0) * n_groups].view(p.B * (s1 - s0), n_groups)
             score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale,
-                       group_max=gmax, group=group, **cfg)
-            with pipe.selection(slot, chunk):
-                count = _select_with_threshold(p, chunk.view(-1, n_cols), gmax.view(p.B * (s1 - s0), -1), out, s0)
+                       group_max=gmax.view(p.B, s1 - s0, n_groups), group=group, **cfg)
+            count = _select_with_threshold(p, chunk.view(-1, n_cols), gmax, group, out, s0)
             overflow.append((s0, s1, count))
         else:
-            _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, slot_budget, out)
-    pipe.join()
+            _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget, out)
     # Rows whose candidates overflowed (massive ties at the boundary) are recomputed in full.
     # Checking once here, not per chunk, keeps the GPU queue free of host synchronisation.
     cap = _candidate_capacity(p.topk)
@@ -94,65 +82,14 @@ def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes,
         for s0, s1, count in overflow:
             if bool(count.gt(cap).any()):
                 n_cols = p.n_visible(s1 - 1)
-                chunk = _workspace(slots[0], p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
-                _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, slot_budget, out)
+                chunk = _workspace(ws, p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
+                _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget, out)
     return out.result()
-
-
-class _SelectionStreams:
-    """Runs each chunk's selection on a side stream of higher priority, so that it overlaps the
-    next chunk's score kernel; the workspace slot it reads is reserved until it is done. Without
-    CUDA the slots alternate the same way but everything runs in order."""
-
-    def __init__(self, device: torch.device, n_slots: int):
-        self.n_slots = n_slots
-        streams = n_slots > 1 and device.type == "cuda"
-        self.main = torch.cuda.current_stream(device) if streams else None
-        self.side = torch.cuda.Stream(device, priority=-1) if streams else None
-        self.done = [None] * n_slots
-
-    @classmethod
-    def create(cls, device: torch.device):
-        return cls(device, 2 if OVERLAP_SELECTION else 1)
-
-    def reserve(self, slot: int) -> None:
-        """The current stream waits until the selection that last read ``slot`` has finished."""
-        if self.done[slot] is not None and self.main is not None:
-            self.main.wait_event(self.done[slot])
-            self.done[slot] = None
-
-    @contextlib.contextmanager
-    def selection(self, slot: int, *inputs: torch.Tensor):
-        if self.side is None:
-            yield
-            return
-        self.side.wait_stream(self.main)
-        for t in inputs:  # allocated on the main stream, read on the side one
-            t.record_stream(self.side)
-        with torch.cuda.stream(self.side):
-            yield
-        self.done[slot] = torch.cuda.Event()
-        self.done[slot].record(self.side)
-
-    def join(self) -> None:
-        if self.side is not None:
-            self.main.wait_stream(self.side)
 
 
 def _workspace(ws: torch.Tensor, n: int) -> torch.Tensor:
     # Larger than the budget only when one block of rows alone exceeds it.
     return ws[:n] if n <= ws.numel() else torch.empty(n, dtype=ws.dtype, device=ws.device)
-
-
-def _slot_buffer(bufs: list, slot: int, shape: tuple, device: torch.device) -> torch.Tensor:
-    """A ``shape`` fp32 view of the slot's buffer, grown when too small. Growing drops the old
-    buffer without ``record_stream``: the slot was reserved, so its last reader has finished."""
-    n = 1
-    for d in shape:
-        n *= d
-    if bufs[slot] is None or bufs[slot].numel() < n:
-        bufs[slot] = torch.empty(n, dtype=torch.float32, device=device)
-    return bufs[slot][:n].view(shape)
 
 
 def _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget, out: TopkOutput) -> None:
@@ -181,12 +118,13 @@ def _group_size(min_visible: int, topk: int, block_t: int) -> int:
     return 1 << (g.bit_length() - 1)
 
 
-def _select_with_threshold(p, scores: torch.Tensor, gmax: torch.Tensor, out: TopkOutput, s0: int):
+def _select_with_threshold(p, scores: torch.Tensor, gmax: torch.Tensor, group: int, out: TopkOutput, s0: int):
     """Write the top-k of ``scores`` [B·r, N] (queries ``s0 ..``) into ``out`` from the candidates at
-    or above the k-th largest group maximum (``gmax`` [B·r, G], G ≥ topk). Returns the per-row
-    candidate counts; rows above the capacity are incomplete and must be re-selected."""
-    tau = torch.topk(gmax, p.topk, dim=1, sorted=False).values.amin(dim=1)
-    cv, ci, count = gather_candidates(scores, tau, _candidate_capacity(p.topk))
+    or above the k-th largest group maximum (``gmax`` [B·r, G], maxima of ``group`` columns,
+    G ≥ topk). Returns the per-row candidate counts; rows above the capacity are incomplete and
+    must be re-selected."""
+    tau, count = kth_group_max(gmax, p.topk)
+    cv, ci = gather_candidates(scores, gmax, group, tau, count, _candidate_capacity(p.topk))
     select_candidates(cv, ci, count, out.idx, out.scores, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset)
     return count
 

@@ -1,0 +1,59 @@
+"""The candidate-selection kernels of ``stream`` one by one, against torch (CPU, interpreter)."""
+import pytest
+import torch
+
+from streamindex.kernels.candidates import gather_candidates, kth_group_max, select_candidates
+
+
+def _rows_with_ties(R, N, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(-6, 7, (R, N), generator=g).float() / 4   # many exact ties, +/-0.0 included
+    x[0] = -0.0
+    x[1, N // 2:] = float("-inf")                                 # a row that sees half its columns
+    return x
+
+
+@pytest.mark.parametrize("G,topk", [(37, 5), (64, 64), (100, 1), (130, 17)])
+def test_kth_group_max_is_the_exact_kth_largest(G, topk):
+    gmax = _rows_with_ties(6, G, seed=G)
+    gmax[2] = torch.randn(G, generator=torch.Generator().manual_seed(1)) * 1e-30   # denormal range
+    tau, count = kth_group_max(gmax, topk)
+    want = torch.topk(gmax, topk, dim=1).values[:, -1]
+    assert torch.equal(tau, want + 0.0)
+    assert torch.equal(count, torch.zeros(6, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("group", [4, 16])
+def test_gather_reads_every_entry_at_or_above_tau(group):
+    R, N, cap, topk = 5, 150, 64, 6
+    ws = _rows_with_ties(R, N, seed=group)
+    ws[3] = torch.arange(N).float()                               # few candidates, one group
+    gmax = torch.nn.functional.pad(ws, (0, -N % group), value=float("-inf")).view(R, -1, group).amax(2)
+    tau, count = kth_group_max(gmax.contiguous(), topk)
+    vals, idx = gather_candidates(ws, gmax.contiguous(), group, tau, count, cap, block=32)
+    want = ws >= tau[:, None]
+    assert torch.equal(count, want.sum(1).int())
+    for r in range(R):
+        n = min(int(count[r]), cap)
+        got = sorted(idx[r, :n].tolist())
+        if count[r] <= cap:
+            assert got == torch.nonzero(want[r]).flatten().tolist()
+        assert torch.equal(vals[r, :n], ws[r, idx[r, :n].long()])
+
+
+@pytest.mark.parametrize("n_cand", [6, 7, 9, 16, 20])   # each sort width: cap/4, cap/2, cap (cap = 32)
+def test_select_orders_by_score_then_index(n_cand):
+    R, cap, topk, S = 3, 32, 6, 40
+    g = torch.Generator().manual_seed(n_cand)
+    vals = torch.randint(0, 4, (R, cap), generator=g).float()
+    idx = torch.stack([torch.randperm(cap, generator=g) for _ in range(R)]).int()
+    vals[:, n_cand:] = 99.0                                       # garbage beyond count: must be ignored
+    count = torch.full((R,), n_cand, dtype=torch.int32)
+    out_i = torch.full((1, S, topk), -7, dtype=torch.int32)
+    out_v = torch.zeros(1, S, topk)
+    select_candidates(vals, idx, count, out_i, out_v, s0=30, T=1000, ratio=1, offset=0)
+    for r in range(R):
+        pairs = sorted(zip(vals[r, :n_cand].tolist(), idx[r, :n_cand].tolist()), key=lambda p: (-p[0], p[1]))
+        assert out_i[0, 30 + r].tolist() == [i for _, i in pairs[:topk]]
+        assert out_v[0, 30 + r].tolist() == [v for v, _ in pairs[:topk]]
+    assert (out_i[0, :30] == -7).all() and (out_i[0, 33:] == -7).all()
