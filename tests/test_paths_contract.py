@@ -147,3 +147,11 @@ def test_precompile_runs_and_changes_nothing(path):
     before = si.indexer_topk(q, k, w, 3, ratio=2, path=path)
     si.precompile(q, k, w, 3, ratio=2, path=path)
     assert torch.equal(si.indexer_topk(q, k, w, 3, ratio=2, path=path), before)
+
+
+def test_stream_full_rows_flushed_in_small_batches(monkeypatch):
+    # Every few rows of a full-row chunk go to the output separately; batches must not mix up.
+    import streamindex.paths.stream as stream_mod
+    monkeypatch.setattr(stream_mod, "FLUSH_BYTES", 1)
+    q, k, w = integer_case(70, B=2, ratio=2, seed=5)
+    assert_exact("stream", q, k, w, 4, ratio=2)

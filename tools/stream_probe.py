@@ -112,6 +112,36 @@ def kernel_breakdown(path, S, topk=TOPK, fp8_input=False, top=12):
     return [dict(path=path, S=S, kernel=n, ms=ms, count=c) for n, ms, c in rows]
 
 
+def gather_blocks(S, rows, blocks=(2048, 4096, 8192, 16384)):
+    """The three selection kernels on the last ``rows`` x S/4 chunk of a real problem; the gather
+    at several block widths."""
+    from streamindex.kernels.candidates import gather_candidates, kth_group_max, select_candidates
+    from streamindex.paths.stream import _candidate_capacity, _group_size
+    q, k, w = si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=0)
+    n_cols, s0 = S // RATIO, S - rows
+    group = _group_size((s0 + 1) // RATIO, TOPK, 128)
+    ws = torch.empty(1, rows, n_cols, device="cuda")
+    gmax = torch.empty(1, rows, n_cols // group, device="cuda")
+    score_tile(q, k, w, ws, s0=s0, T=n_cols, ratio=RATIO, offset=0, group_max=gmax, group=group,
+               block_s=64, block_t=128, num_warps=4, num_stages=4)
+    ws, gmax, cap = ws[0], gmax[0], _candidate_capacity(TOPK)
+    tau, count = kth_group_max(gmax, TOPK)
+    res = dict(rows=rows, n_cols=n_cols, group=group,
+               kth_ms=do_bench(lambda: kth_group_max(gmax, TOPK), warmup=10, rep=50, return_mode="median"))
+    for block in blocks:
+        res[f"gather_{block}_ms"] = do_bench(lambda: (count.zero_(), gather_candidates(ws, gmax, group, tau, count, cap, block=block)),
+                                             warmup=10, rep=50, return_mode="median")
+    count.zero_()
+    cv, ci = gather_candidates(ws, gmax, group, tau, count, cap)
+    out_idx = torch.empty(1, rows, TOPK, dtype=torch.int32, device="cuda")
+    res["select_ms"] = do_bench(lambda: select_candidates(cv, ci, count, out_idx, None, s0=0, T=n_cols, ratio=RATIO, offset=0),
+                                warmup=10, rep=50, return_mode="median")
+    res["count_mean"], res["count_max"] = count.float().mean().item(), count.max().item()
+    res["workspace_read_gbps_at_2048"] = ws.numel() * 4 / res["gather_2048_ms"] / 1e6
+    print(res, flush=True)
+    return res
+
+
 def first_call(path, S, fp8_input=False):
     """Seconds of the first call after ``precompile`` and of a second call: equal when nothing
     compiles inside the timed call."""
@@ -139,19 +169,16 @@ def main():
     ap.add_argument("--skip-paths", action="store_true")
     ap.add_argument("--skip-kernels", action="store_true")
     ap.add_argument("--selection", action="store_true",
-                    help="only: precompile check, kernel breakdown at 256K, whole-path times at 256K / 1M")
+                    help="only: kernel breakdown at 256K and the selection kernels on its last chunk")
     args = ap.parse_args()
     t0 = time.time()
     out = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__)
     out["matmul_tflops"] = matmul_tflops()
     print("bf16 matmul TFLOP/s", out["matmul_tflops"], flush=True)
     if args.selection:
-        out["first_call"] = [first_call("stream", 1 << 20), first_call("stream_fp8", 1 << 20, fp8_input=True)]
         out["breakdown"] = (kernel_breakdown("stream", 262144)
                             + kernel_breakdown("stream_fp8", 262144, fp8_input=True))
-        out["paths"] = [time_path(*case) for case in [
-            ("stream", 262144, 3, {}), ("stream", 1 << 20, 2, {}),
-            ("stream_fp8", 1 << 20, 2, dict(fp8_input=True))]]
+        out["gather_blocks"] = gather_blocks(262144, 1024)
         args.skip_kernels = args.skip_paths = True
     cfgs = [(64, 128, 4, 3), (64, 128, 4, 4), (64, 64, 4, 3), (64, 128, 8, 3), (64, 256, 4, 3)]
     if not args.skip_kernels:

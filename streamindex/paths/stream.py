@@ -35,6 +35,8 @@ BYTES_PER_SCORE = 4
 # Full-row top-k temporaries per score (torch.topk's outputs and the ordering's int64 keys when
 # k is close to the row length), held to half the budget.
 FULL_ROW_BYTES = 48
+# Full-row selections are written to the output in batches of about this many bytes.
+FLUSH_BYTES = 32 << 20
 # Groups per row are at least GROUPS_PER_K · topk, so that tau sits well inside the top.
 GROUPS_PER_K = 4
 MIN_GROUP = 4
@@ -93,15 +95,18 @@ def _workspace(ws: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget, out: TopkOutput) -> None:
-    """Scores of the chunk, then the exact top-k of whole rows, a few rows at a time, each
-    slice written straight into ``out`` (temporaries stay within about half of ``budget``)."""
+    """Scores of the chunk, then the exact top-k of whole rows, a few rows at a time (temporaries
+    within about half of ``budget``); the selections go to ``out`` every ``FLUSH_BYTES`` of them."""
     B, r, n_cols = chunk.shape
     score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale, **cfg)
     step = max(1, budget // 2 // (FULL_ROW_BYTES * n_cols))
+    flush_rows = max(step, FLUSH_BYTES // (12 * p.topk))   # fp32 value + int64 index per entry
     for b in range(B):
-        for i in range(0, r, step):
-            j = min(r, i + step)
-            out.write(s0 + i, s0 + j, *exact_topk(chunk[b, i:j], p.topk), batch=b)
+        for f0 in range(0, r, flush_rows):
+            f1 = min(r, f0 + flush_rows)
+            parts = [exact_topk(chunk[b, i:min(f1, i + step)], p.topk) for i in range(f0, f1, step)]
+            out.write(s0 + f0, s0 + f1, torch.cat([v for v, _ in parts]), torch.cat([i for _, i in parts]),
+                      batch=b)
 
 
 def _candidate_capacity(topk: int) -> int:
@@ -130,8 +135,9 @@ def _select_with_threshold(p, scores: torch.Tensor, gmax: torch.Tensor, group: i
 
 
 def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
-    """Launch the score kernel once per column-group variant on the first rows, so that a timed
-    call at long S (where the largest groups first appear) compiles nothing. The slice's width is
+    """Launch the score kernel once per column-group variant on the first rows, and the selection
+    kernels once per variant, so that a timed call at long S (where the largest groups first
+    appear) compiles nothing. The slice's width is
     taken both as a multiple of 16 and not, since Triton specialises integer arguments on that.
     ``quantize``: the path quantises float input to e4m3 first (``stream_fp8``)."""
     block_s = _tile_config(p.q)["block_s"]
@@ -151,6 +157,22 @@ def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
             gmax = torch.empty(p.B, rows, -(-n_cols // max(group, 1)), dtype=torch.float32, device=p.device)
             score_tile(q, k, w, ws, s0=0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=ks,
                        group_max=gmax if group else None, group=group, **cfg)
+    for group in groups[1:]:
+        _precompile_selection(p, group)
+
+
+def _precompile_selection(p: IndexerProblem, group: int) -> None:
+    """Run the three selection kernels on random rows with ``group``-wide column groups, for the
+    integer specialisations a long call meets (widths and group counts multiples of 16 or not)."""
+    rows, g16 = 16, -(-p.topk // 16) * 16
+    out_idx = torch.empty(1, rows, p.topk, dtype=torch.int32, device=p.device)
+    for n_cols in (g16 * group, g16 * group - 1, (g16 + 1) * group, (g16 + 1) * group - 1, (g16 + 4) * group):
+        ws = torch.randn(rows, n_cols, device=p.device)
+        gmax = torch.nn.functional.pad(ws, (0, -n_cols % group), value=float("-inf"))
+        gmax = gmax.view(rows, -1, group).amax(dim=2).contiguous()
+        tau, count = kth_group_max(gmax, p.topk)
+        cv, ci = gather_candidates(ws, gmax, group, tau, count, _candidate_capacity(p.topk))
+        select_candidates(cv, ci, count, out_idx, None, s0=0, T=p.T, ratio=p.ratio, offset=p.offset)
 
 
 def _interpretable(x: torch.Tensor) -> torch.Tensor:
