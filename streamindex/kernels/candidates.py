@@ -4,7 +4,7 @@ size to the exact, ordered top-k written straight into the output.
 Three launches per chunk of rows:
 
 * :func:`kth_group_max` — ``tau[r]``, the k-th largest group maximum of row ``r``, found exactly by
-  a bitwise search over order-preserving integer keys (32 counting passes over the row). At
+  a bitwise search over order-preserving integer keys (32 counting passes over registers). At
   least ``k`` groups hold an entry ``>= tau``, so ``tau`` bounds the row's k-th score from below
   and the entries ``>= tau`` (ties at the boundary included) hold the whole top-k.
 * :func:`gather_candidates` — compacts those entries into a ``cap``-wide buffer. Groups whose
@@ -38,27 +38,26 @@ def _key_value(key):
 def kth_group_max_kernel(GMAX, TAU, COUNT, n_groups, topk, stride_gr, BLOCK_G: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     g = tl.arange(0, BLOCK_G)
+    v = tl.load(GMAX + row * stride_gr + g, mask=g < n_groups, other=float("-inf"))
+    u = _ordered_key(v).to(tl.int64) + 2147483648          # [0, 2^32), same order as v
     ans = tl.full([], 0, tl.int64)
     for i in tl.static_range(32):
         cand = ans | (1 << (31 - i))
-        n_ge = tl.full([], 0, tl.int32)
-        for g0 in range(0, n_groups, BLOCK_G):   # one pass when G <= BLOCK_G; the row stays in L1/L2
-            v = tl.load(GMAX + row * stride_gr + g0 + g, mask=g0 + g < n_groups, other=float("-inf"))
-            u = _ordered_key(v).to(tl.int64) + 2147483648          # [0, 2^32), same order as v
-            n_ge += tl.sum((u >= cand).to(tl.int32), axis=0)
-        ans = tl.where(n_ge >= topk, cand, ans)
+        ans = tl.where(tl.sum((u >= cand).to(tl.int32), axis=0) >= topk, cand, ans)
     tl.store(TAU + row, _key_value((ans - 2147483648).to(tl.int32)))
     tl.store(COUNT + row, 0)
 
 
-def kth_group_max(gmax: torch.Tensor, topk: int, block_g: int = 4096):
+def kth_group_max(gmax: torch.Tensor, topk: int):
     """``(tau [R] fp32, count [R] int32 zeros)``: the exact ``topk``-th largest value of each row of
-    ``gmax`` [R, G] fp32 (finite, ``G >= topk``), and the zeroed counters of the gather."""
+    ``gmax`` [R, G] fp32 (finite, ``G >= topk``), and the zeroed counters of the gather. The row
+    is held in registers (``next_power_of_2(G)`` wide; a variant per width)."""
     R, G = gmax.shape
     assert gmax.stride(1) == 1 and G >= topk
     tau = torch.empty(R, dtype=torch.float32, device=gmax.device)
     count = torch.empty(R, dtype=torch.int32, device=gmax.device)
     if R:
+        block_g = triton.next_power_of_2(G)
         kth_group_max_kernel[(R,)](gmax, tau, count, G, topk, gmax.stride(0), BLOCK_G=block_g,
                                    num_warps=8 if block_g >= 4096 else 4)
     return tau, count
@@ -88,7 +87,7 @@ def gather_candidates_kernel(WS, GMAX, TAU, CAND_V, CAND_I, COUNT, n_cols, n_gro
 
 
 def gather_candidates(ws: torch.Tensor, gmax: torch.Tensor, group: int, tau: torch.Tensor,
-                      count: torch.Tensor, cap: int, block: int = 8192):
+                      count: torch.Tensor, cap: int, block: int = 2048):
     """Entries of ``ws`` [R, N] fp32 with ``ws[r, j] >= tau[r]``, reading only the groups of
     ``group`` columns whose maximum (``gmax`` [R, cdiv(N, group)]) is ``>= tau[r]``:
     ``(vals [R, cap] fp32, idx [R, cap] int32)``; ``count`` [R] int32 (zeros on entry) receives

@@ -163,13 +163,16 @@ def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
 
 def _precompile_selection(p: IndexerProblem, group: int) -> None:
     """Run the three selection kernels on random rows with ``group``-wide column groups, for the
-    integer specialisations a long call meets (widths and group counts multiples of 16 or not)."""
-    rows, g16 = 16, -(-p.topk // 16) * 16
+    variants a long call meets: group counts from ``GROUPS_PER_K · topk`` to 4x that (the
+    register width of :func:`kth_group_max`), widths and counts multiples of 16 or not."""
+    rows, g0 = 16, GROUPS_PER_K * p.topk
     out_idx = torch.empty(1, rows, p.topk, dtype=torch.int32, device=p.device)
-    for n_cols in (g16 * group, g16 * group - 1, (g16 + 1) * group, (g16 + 1) * group - 1, (g16 + 4) * group):
+    shapes = [(g, g * group) for m in (1, 2, 4) for g in (g0 * m, g0 * m + 1)]
+    shapes += [(g0, g0 * group - 1), (g0 + 4, (g0 + 4) * group)]
+    for n_groups, n_cols in shapes:
         ws = torch.randn(rows, n_cols, device=p.device)
-        gmax = torch.nn.functional.pad(ws, (0, -n_cols % group), value=float("-inf"))
-        gmax = gmax.view(rows, -1, group).amax(dim=2).contiguous()
+        gmax = torch.nn.functional.pad(ws, (0, n_groups * group - n_cols), value=float("-inf"))
+        gmax = gmax.view(rows, n_groups, group).amax(dim=2).contiguous()
         tau, count = kth_group_max(gmax, p.topk)
         cv, ci = gather_candidates(ws, gmax, group, tau, count, _candidate_capacity(p.topk))
         select_candidates(cv, ci, count, out_idx, None, s0=0, T=p.T, ratio=p.ratio, offset=p.offset)
