@@ -119,10 +119,10 @@ def plot_speedup(tables: dict, out_dir: Path):
     if df is None or df.empty:
         return None
     ok = df[df["status"] == "ok"]
-    models = sorted(ok["model"].unique())
     base = ok[ok["path"] == "partition_merge"]
     if base.empty:
         return None
+    models = sorted(base["model"].unique())   # a model with no partition_merge row has nothing to plot
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
     for ax, model in zip(axes[0], models):
         b = base[base["model"] == model].set_index("S")["time_s"].astype(float)
