@@ -17,6 +17,14 @@ from streamindex.select import exact_topk
 H, D, TOPK, RATIO = 64, 128, 512, 4
 
 
+def inputs(S, fp8_input=False, seed=1):
+    """``(q, k, w, scale kwargs)`` at V4-Flash dims on the GPU: bf16, or e4m3 with per-token scales."""
+    if fp8_input:
+        q, k, w, qs, ks = si.make_fp8_inputs(S, H, D, ratio=RATIO, device="cuda", seed=seed)
+        return q, k, w, dict(q_scale=qs, k_scale=ks)
+    return (*si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=seed), {})
+
+
 def matmul_tflops():
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
@@ -25,7 +33,7 @@ def matmul_tflops():
 
 
 def kernel_configs(S, rows, configs, fp8=False):
-    q, k, w = si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=0)
+    q, k, w, _ = inputs(S, seed=0)
     ks = None
     if fp8:
         from streamindex.quant import quantize_fp8
@@ -53,11 +61,8 @@ def kernel_configs(S, rows, configs, fp8=False):
 
 
 def time_path(path, S, reps=3, topk=TOPK, fp8_input=False, **kw):
-    if fp8_input:
-        q, k, w, qs, ks = si.make_fp8_inputs(S, H, D, ratio=RATIO, device="cuda", seed=1)
-        kw.update(q_scale=qs, k_scale=ks)
-    else:
-        q, k, w = si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=1)
+    q, k, w, scales = inputs(S, fp8_input)
+    kw.update(scales)
     torch.cuda.synchronize()
     try:
         if reps > 1:
@@ -95,11 +100,7 @@ def time_path(path, S, reps=3, topk=TOPK, fp8_input=False, **kw):
 def kernel_breakdown(path, S, topk=TOPK, fp8_input=False, top=12):
     """CUDA time per kernel name over one call (torch.profiler), largest first."""
     from torch.profiler import ProfilerActivity, profile
-    if fp8_input:
-        q, k, w, qs, ks = si.make_fp8_inputs(S, H, D, ratio=RATIO, device="cuda", seed=1)
-        kw = dict(q_scale=qs, k_scale=ks)
-    else:
-        (q, k, w), kw = si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=1), {}
+    q, k, w, kw = inputs(S, fp8_input)
     si.indexer_topk(q, k, w, topk, ratio=RATIO, path=path, **kw)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -117,7 +118,7 @@ def gather_blocks(S, rows, blocks=(2048, 4096, 8192, 16384)):
     at several block widths."""
     from streamindex.kernels.candidates import gather_candidates, kth_group_max, select_candidates
     from streamindex.paths.stream import _candidate_capacity, _group_size
-    q, k, w = si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=0)
+    q, k, w, _ = inputs(S, seed=0)
     n_cols, s0 = S // RATIO, S - rows
     group = _group_size((s0 + 1) // RATIO, TOPK, 128)
     ws = torch.empty(1, rows, n_cols, device="cuda")
@@ -142,27 +143,6 @@ def gather_blocks(S, rows, blocks=(2048, 4096, 8192, 16384)):
     return res
 
 
-def first_call(path, S, fp8_input=False):
-    """Seconds of the first call after ``precompile`` and of a second call: equal when nothing
-    compiles inside the timed call."""
-    if fp8_input:
-        q, k, w, qs, ks = si.make_fp8_inputs(S, H, D, ratio=RATIO, device="cuda", seed=2)
-        kw = dict(q_scale=qs, k_scale=ks)
-    else:
-        (q, k, w), kw = si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=2), {}
-    si.precompile(q, k, w, TOPK, ratio=RATIO, path=path, **kw)
-    ts = []
-    for _ in range(2):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        si.indexer_topk(q, k, w, TOPK, ratio=RATIO, path=path, **kw)
-        torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t)
-    row = dict(path=path, S=S, first_s=ts[0], second_s=ts[1])
-    print(row, flush=True)
-    return row
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
@@ -185,7 +165,7 @@ def main():
         out["kernel"] = kernel_configs(262144, 256, cfgs)
         out["kernel_fp8"] = kernel_configs(262144, 256, [(64, 128, 4, 3), (64, 256, 4, 3), (128, 128, 4, 3),
                                                          (64, 128, 8, 4)], fp8=True)
-    rows = out.get("paths", [])
+    rows = []
     if not args.skip_paths:
         for path, S, reps, extra in [("stream", 32768, 5, {}), ("stream", 262144, 3, {}),
                                      ("stream", 1 << 20, 2, {}), ("stream", 1 << 20, 2, dict(topk=1024)),

@@ -137,8 +137,8 @@ def _select_with_threshold(p, scores: torch.Tensor, gmax: torch.Tensor, group: i
 def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
     """Launch the score kernel once per column-group variant on the first rows, and the selection
     kernels once per variant, so that a timed call at long S (where the largest groups first
-    appear) compiles nothing. The slice's width is
-    taken both as a multiple of 16 and not, since Triton specialises integer arguments on that.
+    appear) compiles nothing. The slice's width is taken both as a multiple of 16 and not, since
+    Triton specialises integer arguments on that.
     ``quantize``: the path quantises float input to e4m3 first (``stream_fp8``)."""
     block_s = _tile_config(p.q)["block_s"]
     rows = min(p.S, block_s)
