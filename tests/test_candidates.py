@@ -14,31 +14,51 @@ def _rows_with_ties(R, N, seed):
 
 
 @pytest.mark.parametrize("G,topk", [(37, 5), (64, 64), (100, 1), (130, 17)])
-def test_kth_group_max_is_the_exact_kth_largest(G, topk):
+def test_kth_group_max_is_the_exact_kth_largest_and_lists_the_live_groups(G, topk):
     gmax = _rows_with_ties(6, G, seed=G)
     gmax[2] = torch.randn(G, generator=torch.Generator().manual_seed(1)) * 1e-30   # denormal range
-    tau, count = kth_group_max(gmax, topk)
+    th = kth_group_max(gmax, topk, live_cap=G)
     want = torch.topk(gmax, topk, dim=1).values[:, -1]
-    assert torch.equal(tau, want + 0.0)
-    assert torch.equal(count, torch.zeros(6, dtype=torch.int32))
+    assert torch.equal(th.tau, want + 0.0)
+    assert torch.equal(th.count, torch.zeros(6, dtype=torch.int32))
+    live = gmax >= want[:, None]
+    assert torch.equal(th.n_live, live.sum(1).int())
+    for r in range(6):
+        assert th.live[r, :int(th.n_live[r])].tolist() == torch.nonzero(live[r]).flatten().tolist()
 
 
-@pytest.mark.parametrize("group", [4, 16])
-def test_gather_reads_every_entry_at_or_above_tau(group):
+def _gather(ws, group, topk, cap, live_cap, block):
+    R, N = ws.shape
+    gmax = torch.nn.functional.pad(ws, (0, -N % group), value=float("-inf")).view(R, -1, group).amax(2)
+    th = kth_group_max(gmax.contiguous(), topk, live_cap=live_cap)
+    return th, gather_candidates(ws, th, group, cap, block=block)
+
+
+@pytest.mark.parametrize("group,block", [(4, 32), (16, 32), (16, 16)])
+def test_gather_reads_every_entry_at_or_above_tau(group, block):
     R, N, cap, topk = 5, 150, 64, 6
     ws = _rows_with_ties(R, N, seed=group)
     ws[3] = torch.arange(N).float()                               # few candidates, one group
-    gmax = torch.nn.functional.pad(ws, (0, -N % group), value=float("-inf")).view(R, -1, group).amax(2)
-    tau, count = kth_group_max(gmax.contiguous(), topk)
-    vals, idx = gather_candidates(ws, gmax.contiguous(), group, tau, count, cap, block=32)
-    want = ws >= tau[:, None]
-    assert torch.equal(count, want.sum(1).int())
+    th, (vals, idx) = _gather(ws, group, topk, cap, live_cap=-(-N // group), block=block)
+    want = ws >= th.tau[:, None]
+    assert torch.equal(th.count, want.sum(1).int())
+    assert (th.count > cap).any() and (th.count <= cap).any()     # both kinds of row are exercised
     for r in range(R):
-        n = min(int(count[r]), cap)
+        n = min(int(th.count[r]), cap)
         got = sorted(idx[r, :n].tolist())
-        if count[r] <= cap:
+        if th.count[r] <= cap:
             assert got == torch.nonzero(want[r]).flatten().tolist()
         assert torch.equal(vals[r, :n], ws[r, idx[r, :n].long()])
+
+
+def test_gather_reports_overflow_when_live_groups_exceed_their_slots():
+    R, N, group, topk, cap = 3, 128, 4, 3, 64
+    ws = torch.randn(R, N, generator=torch.Generator().manual_seed(0))
+    ws[1] = 1.0                                                   # all 32 groups tie at the maximum
+    th, _ = _gather(ws, group, topk, cap, live_cap=8, block=16)
+    assert th.n_live.tolist() == [topk, 32, topk]
+    assert th.count[1] > cap
+    assert torch.equal(th.count[[0, 2]], (ws[[0, 2]] >= th.tau[[0, 2], None]).sum(1).int())
 
 
 @pytest.mark.parametrize("n_cand", [6, 7, 9, 16, 20])   # each sort width: cap/4, cap/2, cap (cap = 32)

@@ -113,9 +113,9 @@ def kernel_breakdown(path, S, topk=TOPK, fp8_input=False, top=12):
     return [dict(path=path, S=S, kernel=n, ms=ms, count=c) for n, ms, c in rows]
 
 
-def gather_blocks(S, rows, blocks=(2048, 4096, 8192, 16384)):
+def gather_blocks(S, rows, blocks=(1024, 2048, 4096)):
     """The three selection kernels on the last ``rows`` x S/4 chunk of a real problem; the gather
-    at several block widths."""
+    at several program widths (entries per program)."""
     from streamindex.kernels.candidates import gather_candidates, kth_group_max, select_candidates
     from streamindex.paths.stream import _candidate_capacity, _group_size
     q, k, w, _ = inputs(S, seed=0)
@@ -126,19 +126,23 @@ def gather_blocks(S, rows, blocks=(2048, 4096, 8192, 16384)):
     score_tile(q, k, w, ws, s0=s0, T=n_cols, ratio=RATIO, offset=0, group_max=gmax, group=group,
                block_s=64, block_t=128, num_warps=4, num_stages=4)
     ws, gmax, cap = ws[0], gmax[0], _candidate_capacity(TOPK)
-    tau, count = kth_group_max(gmax, TOPK)
+    th = kth_group_max(gmax, TOPK)
     res = dict(rows=rows, n_cols=n_cols, group=group,
                kth_ms=do_bench(lambda: kth_group_max(gmax, TOPK), warmup=10, rep=50, return_mode="median"))
     for block in blocks:
-        res[f"gather_{block}_ms"] = do_bench(lambda: (count.zero_(), gather_candidates(ws, gmax, group, tau, count, cap, block=block)),
+        res[f"gather_{block}_ms"] = do_bench(lambda: (th.count.zero_(), gather_candidates(ws, th, group, cap, block=block)),
                                              warmup=10, rep=50, return_mode="median")
-    count.zero_()
-    cv, ci = gather_candidates(ws, gmax, group, tau, count, cap)
+    th.count.zero_()
+    cv, ci = gather_candidates(ws, th, group, cap)
     out_idx = torch.empty(1, rows, TOPK, dtype=torch.int32, device="cuda")
-    res["select_ms"] = do_bench(lambda: select_candidates(cv, ci, count, out_idx, None, s0=0, T=n_cols, ratio=RATIO, offset=0),
+    res["select_ms"] = do_bench(lambda: select_candidates(cv, ci, th.count, out_idx, None, s0=0, T=n_cols,
+                                                          ratio=RATIO, offset=0),
                                 warmup=10, rep=50, return_mode="median")
-    res["count_mean"], res["count_max"] = count.float().mean().item(), count.max().item()
-    res["workspace_read_gbps_at_2048"] = ws.numel() * 4 / res["gather_2048_ms"] / 1e6
+    res["count_mean"], res["count_max"] = th.count.float().mean().item(), th.count.max().item()
+    res["live_groups_mean"], res["live_groups_max"] = th.n_live.float().mean().item(), th.n_live.max().item()
+    # Bytes the gather must read: the live groups of the workspace and their ids.
+    live_bytes = th.n_live.sum().item() * (group * 4 + 4)
+    res["gather_live_gbps_at_2048"] = live_bytes / res["gather_2048_ms"] / 1e6
     print(res, flush=True)
     return res
 

@@ -6,15 +6,19 @@ Three launches per chunk of rows:
 * :func:`kth_group_max` — ``tau[r]``, the k-th largest group maximum of row ``r``, found exactly by
   a bitwise search over order-preserving integer keys (32 counting passes over registers). At
   least ``k`` groups hold an entry ``>= tau``, so ``tau`` bounds the row's k-th score from below
-  and the entries ``>= tau`` (ties at the boundary included) hold the whole top-k.
-* :func:`gather_candidates` — compacts those entries into a ``cap``-wide buffer. Groups whose
-  maximum is below ``tau`` (most of them) are never read.
+  and the entries ``>= tau`` (ties at the boundary included) hold the whole top-k. The same pass
+  lists the ids of those live groups (about ``k`` of them).
+* :func:`gather_candidates` — compacts the entries ``>= tau`` of the live groups into a
+  ``cap``-wide buffer. Only the live groups are read or touched: about ``k · group`` entries per
+  row, a quarter to an eighth of it.
 * :func:`select_candidates` — sorts each row's candidates on a composite key (score descending,
   index ascending: no ties) in the narrowest power-of-two width that holds them, and writes the
   first ``topk`` as the contract's output. Rows with more than ``cap`` candidates report their
   true count; the caller re-selects them.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import triton
@@ -35,72 +39,101 @@ def _key_value(key):
 
 
 @triton.jit
-def kth_group_max_kernel(GMAX, TAU, COUNT, n_groups, topk, stride_gr, BLOCK_G: tl.constexpr):
+def kth_group_max_kernel(GMAX, TAU, LIVE, N_LIVE, COUNT, n_groups, topk, live_cap, stride_gr, stride_lr,
+                         BLOCK_G: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     g = tl.arange(0, BLOCK_G)
-    v = tl.load(GMAX + row * stride_gr + g, mask=g < n_groups, other=float("-inf"))
+    in_row = g < n_groups
+    v = tl.load(GMAX + row * stride_gr + g, mask=in_row, other=float("-inf"))
     u = _ordered_key(v).to(tl.int64) + 2147483648          # [0, 2^32), same order as v
     ans = tl.full([], 0, tl.int64)
     for i in tl.static_range(32):
         cand = ans | (1 << (31 - i))
         ans = tl.where(tl.sum((u >= cand).to(tl.int32), axis=0) >= topk, cand, ans)
+    live = (in_row & (u >= ans)).to(tl.int32)
+    pos = tl.cumsum(live, axis=0) - 1
+    tl.store(LIVE + row * stride_lr + pos, g, mask=(live != 0) & (pos < live_cap))
+    tl.store(N_LIVE + row, tl.sum(live, axis=0))
     tl.store(TAU + row, _key_value((ans - 2147483648).to(tl.int32)))
     tl.store(COUNT + row, 0)
 
 
-def kth_group_max(gmax: torch.Tensor, topk: int):
-    """``(tau [R] fp32, count [R] int32 zeros)``: the exact ``topk``-th largest value of each row of
-    ``gmax`` [R, G] fp32 (finite, ``G >= topk``), and the zeroed counters of the gather. The row
-    is held in registers (``next_power_of_2(G)`` wide; a variant per width)."""
+class Threshold(NamedTuple):
+    """Output of :func:`kth_group_max` for rows ``R``; the input of :func:`gather_candidates`."""
+    tau: torch.Tensor     # [R] fp32: the k-th largest group maximum
+    live: torch.Tensor    # [R, live_cap] int32: ids of the groups with maximum >= tau, ascending
+    n_live: torch.Tensor  # [R] int32: how many there are (above live_cap: the row overflows)
+    count: torch.Tensor   # [R] int32 zeros: the gather's candidate counters
+
+
+def live_capacity(topk: int) -> int:
+    """Group-id slots per row: twice ``topk`` (continuous scores give exactly ``topk`` live groups;
+    more only through ties between group maxima)."""
+    return 2 * topk
+
+
+def kth_group_max(gmax: torch.Tensor, topk: int, live_cap: int | None = None) -> Threshold:
+    """``tau``, the exact ``topk``-th largest value of each row of ``gmax`` [R, G] fp32 (``G >=
+    topk``), and the ids of the groups that reach it (the first ``live_cap``, default
+    :func:`live_capacity`), with zeroed counters for the gather. The row is held in registers
+    (``next_power_of_2(G)`` wide; a variant per width)."""
     R, G = gmax.shape
     assert gmax.stride(1) == 1 and G >= topk
-    tau = torch.empty(R, dtype=torch.float32, device=gmax.device)
-    count = torch.empty(R, dtype=torch.int32, device=gmax.device)
+    live_cap = live_cap or live_capacity(topk)
+    dev = gmax.device
+    th = Threshold(torch.empty(R, dtype=torch.float32, device=dev),
+                   torch.empty((R, live_cap), dtype=torch.int32, device=dev),
+                   torch.empty(R, dtype=torch.int32, device=dev),
+                   torch.empty(R, dtype=torch.int32, device=dev))
     if R:
         block_g = triton.next_power_of_2(G)
-        kth_group_max_kernel[(R,)](gmax, tau, count, G, topk, gmax.stride(0), BLOCK_G=block_g,
+        kth_group_max_kernel[(R,)](gmax, th.tau, th.live, th.n_live, th.count, G, topk, live_cap,
+                                   gmax.stride(0), live_cap, BLOCK_G=block_g,
                                    num_warps=8 if block_g >= 4096 else 4)
-    return tau, count
+    return th
 
 
 @triton.jit
-def gather_candidates_kernel(WS, GMAX, TAU, CAND_V, CAND_I, COUNT, n_cols, n_groups, cap,
-                             stride_wr, stride_gr, stride_cr, BLOCK: tl.constexpr, GROUP: tl.constexpr):
-    NG: tl.constexpr = BLOCK // GROUP
-    pid_c = tl.program_id(0)
+def gather_candidates_kernel(WS, TAU, LIVE, N_LIVE, CAND_V, CAND_I, COUNT, n_cols, live_cap, cap,
+                             stride_wr, stride_lr, stride_cr, BLOCK_L: tl.constexpr, GROUP: tl.constexpr):
+    pid = tl.program_id(0)
     row = tl.program_id(1).to(tl.int64)
-    tau = tl.load(TAU + row)
-    g = pid_c * NG + tl.arange(0, NG)
-    gm = tl.load(GMAX + row * stride_gr + g, mask=g < n_groups, other=float("-inf"))
-    if tl.max(gm, axis=0) >= tau:
-        group_ok = tl.reshape(tl.broadcast_to((gm >= tau)[:, None], [NG, GROUP]), [BLOCK])
-        cols = pid_c * BLOCK + tl.arange(0, BLOCK)
-        live = group_ok & (cols < n_cols)
+    n_live = tl.load(N_LIVE + row)
+    if pid * BLOCK_L < tl.minimum(n_live, live_cap):
+        j = pid * BLOCK_L + tl.arange(0, BLOCK_L)
+        ok_g = j < tl.minimum(n_live, live_cap)
+        gid = tl.load(LIVE + row * stride_lr + j, mask=ok_g, other=0)
+        cols = gid[:, None] * GROUP + tl.arange(0, GROUP)[None, :]
+        live = ok_g[:, None] & (cols < n_cols)
         v = tl.load(WS + row * stride_wr + cols, mask=live, other=float("-inf"))
-        keep = live & (v >= tau)
-        n_keep = tl.sum(keep.to(tl.int32), axis=0)
-        base = tl.atomic_add(COUNT + row, n_keep)
-        pos = base + tl.cumsum(keep.to(tl.int32), axis=0) - 1
-        ok = keep & (pos < cap)
+        keep = (live & (v >= tl.load(TAU + row))).to(tl.int32)
+        per_group = tl.sum(keep, axis=1)
+        n_keep = tl.sum(per_group, axis=0)
+        # A row with more live groups than slots is reported as overflowing (count > cap).
+        flag = tl.where((pid == 0) & (n_live > live_cap), cap + 1, 0)
+        base = tl.atomic_add(COUNT + row, n_keep + flag)
+        pos = base + (tl.cumsum(per_group, axis=0) - per_group)[:, None] + tl.cumsum(keep, axis=1) - keep
+        ok = (keep != 0) & (pos < cap)
         tl.store(CAND_V + row * stride_cr + pos, v, mask=ok)
         tl.store(CAND_I + row * stride_cr + pos, cols, mask=ok)
 
 
-def gather_candidates(ws: torch.Tensor, gmax: torch.Tensor, group: int, tau: torch.Tensor,
-                      count: torch.Tensor, cap: int, block: int = 2048):
-    """Entries of ``ws`` [R, N] fp32 with ``ws[r, j] >= tau[r]``, reading only the groups of
-    ``group`` columns whose maximum (``gmax`` [R, cdiv(N, group)]) is ``>= tau[r]``:
-    ``(vals [R, cap] fp32, idx [R, cap] int32)``; ``count`` [R] int32 (zeros on entry) receives
-    the number found. Slots at or beyond ``count`` are garbage; rows with ``count > cap``
-    overflowed."""
+def gather_candidates(ws: torch.Tensor, th: Threshold, group: int, cap: int, block: int = 2048):
+    """Entries of ``ws`` [R, N] fp32 with ``ws[r, j] >= th.tau[r]``, reading only the live groups
+    of ``group`` columns listed in ``th``: ``(vals [R, cap] fp32, idx [R, cap] int32)``;
+    ``th.count`` [R] int32 (zeros on entry) receives the number found. Each program reads
+    ``block`` entries. Slots at or beyond ``count`` are garbage; rows with ``count > cap``
+    overflowed (too many candidates, or more live groups than ``th.live`` holds)."""
     R, N = ws.shape
-    assert ws.stride(1) == 1 and gmax.stride(1) == 1 and block % group == 0
+    live_cap = th.live.shape[1]
+    assert ws.stride(1) == 1 and th.live.stride(1) == 1 and block % group == 0
     vals = torch.empty((R, cap), dtype=torch.float32, device=ws.device)
     idx = torch.empty((R, cap), dtype=torch.int32, device=ws.device)
     if R and N:
-        grid = (triton.cdiv(N, block), R)
-        gather_candidates_kernel[grid](ws, gmax, tau, vals, idx, count, N, gmax.shape[1], cap,
-                                       ws.stride(0), gmax.stride(0), cap, BLOCK=block, GROUP=group,
+        block_l = block // group
+        grid = (triton.cdiv(live_cap, block_l), R)
+        gather_candidates_kernel[grid](ws, th.tau, th.live, th.n_live, vals, idx, th.count, N, live_cap, cap,
+                                       ws.stride(0), th.live.stride(0), cap, BLOCK_L=block_l, GROUP=group,
                                        num_warps=8 if block >= 2048 else 4)
     return vals, idx
 

@@ -5,8 +5,8 @@ Per query chunk (rows sized by the workspace budget):
 1. the Triton score kernel writes the chunk's head-summed scores into the workspace (causal
    tiles skipped) and, per row, the maximum of every ``group`` columns;
 2. the k-th largest group maximum ``tau`` is a lower bound of the row's k-th score; a kernel finds
-   it, a second gathers the few entries ``>= tau``, reading only the groups whose maximum reaches
-   ``tau``;
+   it and lists the groups whose maximum reaches it, a second gathers the few entries ``>= tau``
+   from those groups only;
 3. a third kernel sorts each row's candidates on (score, -index) keys and writes the output row.
 
 Rows whose candidates overflow (massive ties at the boundary) and chunks whose rows see too few
@@ -128,10 +128,10 @@ def _select_with_threshold(p, scores: torch.Tensor, gmax: torch.Tensor, group: i
     or above the k-th largest group maximum (``gmax`` [B·r, G], maxima of ``group`` columns,
     G ≥ topk). Returns the per-row candidate counts; rows above the capacity are incomplete and
     must be re-selected."""
-    tau, count = kth_group_max(gmax, p.topk)
-    cv, ci = gather_candidates(scores, gmax, group, tau, count, _candidate_capacity(p.topk))
-    select_candidates(cv, ci, count, out.idx, out.scores, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset)
-    return count
+    th = kth_group_max(gmax, p.topk)
+    cv, ci = gather_candidates(scores, th, group, _candidate_capacity(p.topk))
+    select_candidates(cv, ci, th.count, out.idx, out.scores, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset)
+    return th.count
 
 
 def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
@@ -173,9 +173,9 @@ def _precompile_selection(p: IndexerProblem, group: int) -> None:
         ws = torch.randn(rows, n_cols, device=p.device)
         gmax = torch.nn.functional.pad(ws, (0, n_groups * group - n_cols), value=float("-inf"))
         gmax = gmax.view(rows, n_groups, group).amax(dim=2).contiguous()
-        tau, count = kth_group_max(gmax, p.topk)
-        cv, ci = gather_candidates(ws, gmax, group, tau, count, _candidate_capacity(p.topk))
-        select_candidates(cv, ci, count, out_idx, None, s0=0, T=p.T, ratio=p.ratio, offset=p.offset)
+        th = kth_group_max(gmax, p.topk)
+        cv, ci = gather_candidates(ws, th, group, _candidate_capacity(p.topk))
+        select_candidates(cv, ci, th.count, out_idx, None, s0=0, T=p.T, ratio=p.ratio, offset=p.offset)
 
 
 def _interpretable(x: torch.Tensor) -> torch.Tensor:
