@@ -134,6 +134,10 @@ def test_current_rows_never_hide_a_result_behind_a_later_failure(tmp_path):
     other.mkdir()
     results.append_rows(other / "t.csv", [err])
     assert results.merge_tables(other, tmp_path) == {"t.csv": (2, 2)}      # duplicate rows are not added
+    again = results.read_table(path)
+    again["time_s"] = again["time_s"] * (1 + 1e-15)                         # printed one digit shorter
+    again.to_csv(other / "t.csv", index=False)
+    assert results.merge_tables(other, tmp_path) == {"t.csv": (2, 2)}
     assert schema.STATUS_RANK["ok"] < schema.STATUS_RANK["error"]
     pd.testing.assert_frame_equal(results.current_rows(results.read_table(path)), cur)
 

@@ -113,8 +113,9 @@ def merge_tables(src_dir, dst_dir) -> dict[str, tuple[int, int]]:
             if not frames:
                 continue
             df = pd.concat(frames, ignore_index=True)
-            df = df.drop_duplicates(subset=["cell_id", "date", "status", "time_s", "peak_extra_gib",
-                                            "recall_mean"], keep="first")
+            # A measurement is its cell and its timestamp; the floats are not compared, since a
+            # table rewritten through CSV may print them with one digit less.
+            df = df.drop_duplicates(subset=["cell_id", "date", "sweep_id", "status"], keep="first")
             if len(df) < len(old):  # cannot happen; guard the promise anyway
                 raise RuntimeError(f"refusing to shrink {dst}")
             _write_atomic(_ordered(df), dst)
