@@ -13,15 +13,16 @@ def _rows_with_ties(R, N, seed):
     return x
 
 
-@pytest.mark.parametrize("G,topk", [(37, 5), (64, 64), (100, 1), (130, 17)])
+@pytest.mark.parametrize("G,topk", [(37, 5), (64, 64), (100, 1), (130, 17), (20, 30)])
 def test_kth_group_max_is_the_exact_kth_largest_and_lists_the_live_groups(G, topk):
     gmax = _rows_with_ties(6, G, seed=G)
     gmax[2] = torch.randn(G, generator=torch.Generator().manual_seed(1)) * 1e-30   # denormal range
     th = kth_group_max(gmax, topk, live_cap=G)
-    want = torch.topk(gmax, topk, dim=1).values[:, -1]
+    # fewer entries than topk: tau is -inf
+    want = torch.topk(gmax, topk, dim=1).values[:, -1] if topk <= G else torch.full((6,), float("-inf"))
     assert torch.equal(th.tau, want + 0.0)
     assert torch.equal(th.count, torch.zeros(6, dtype=torch.int32))
-    live = gmax >= want[:, None]
+    live = (gmax >= want[:, None]) & (gmax > float("-inf"))
     assert torch.equal(th.n_live, live.sum(1).int())
     for r in range(6):
         assert th.live[r, :int(th.n_live[r])].tolist() == torch.nonzero(live[r]).flatten().tolist()
@@ -40,7 +41,12 @@ def test_gather_reads_every_entry_at_or_above_tau(group, block):
     ws = _rows_with_ties(R, N, seed=group)
     ws[3] = torch.arange(N).float()                               # few candidates, one group
     th, (vals, idx) = _gather(ws, group, topk, cap, live_cap=-(-N // group), block=block)
-    want = ws >= th.tau[:, None]
+    col_group_max = torch.nn.functional.pad(ws, (0, -N % group), value=float("-inf")) \
+        .view(R, -1, group).amax(2).repeat_interleave(group, dim=1)[:, :N]
+    # Entries >= tau, in groups that are not all -inf (a row with fewer than topk groups: tau = -inf)
+    want = (ws >= th.tau[:, None]) & (col_group_max > float("-inf"))
+    if group == 16:
+        assert th.tau[1] == float("-inf")                       # row 1 has 5 finite groups, topk 6
     assert torch.equal(th.count, want.sum(1).int())
     assert (th.count > cap).any() and (th.count <= cap).any()     # both kinds of row are exercised
     for r in range(R):

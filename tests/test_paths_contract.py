@@ -153,5 +153,23 @@ def test_stream_full_rows_flushed_in_small_batches(monkeypatch):
     # Every few rows of a full-row chunk go to the output separately; batches must not mix up.
     import streamindex.paths.stream as stream_mod
     monkeypatch.setattr(stream_mod, "FLUSH_BYTES", 1)
+    monkeypatch.setattr(stream_mod, "DIRECT_MAX_COLS", 0)        # short rows take the full-row path
     q, k, w = integer_case(70, B=2, ratio=2, seed=5)
     assert_exact("stream", q, k, w, 4, ratio=2)
+
+
+@pytest.mark.parametrize("direct_max_cols", [0, 8192])
+@pytest.mark.parametrize("ratio,offset", [(1, 0), (3, 5)])
+def test_stream_short_rows_full_row_and_direct_paths(direct_max_cols, ratio, offset, monkeypatch):
+    # Rows too short for column groups take either the full-row top-k (DIRECT_MAX_COLS = 0) or tau
+    # straight from their scores (group 1), here in selection slices of 3 rows, with B = 2, ties,
+    # rows that see fewer keys than topk and rows that see none.
+    import streamindex.paths.stream as stream_mod
+    monkeypatch.setattr(stream_mod, "DIRECT_MAX_COLS", direct_max_cols)
+    monkeypatch.setattr(stream_mod, "SELECT_ROWS", 3)
+    groups = []
+    real = stream_mod._select_with_threshold
+    monkeypatch.setattr(stream_mod, "_select_with_threshold", lambda *a: groups.append(a[3]) or real(*a))
+    q, k, w = integer_case(37, B=2, ratio=ratio, T=(offset + 37) // ratio, seed=ratio + offset)
+    assert_exact("stream", q, k, w, topk=9, ratio=ratio, offset=offset)
+    assert set(groups) == ({1} if direct_max_cols else set())

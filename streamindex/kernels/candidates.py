@@ -38,6 +38,9 @@ def _key_value(key):
     return (key ^ ((key >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
 
 
+NEG_INF_KEY = tl.constexpr(0x007FFFFF)   # _ordered_key(-inf) + 2^31
+
+
 @triton.jit
 def kth_group_max_kernel(GMAX, TAU, LIVE, N_LIVE, COUNT, n_groups, topk, live_cap, stride_gr, stride_lr,
                          BLOCK_G: tl.constexpr):
@@ -50,7 +53,9 @@ def kth_group_max_kernel(GMAX, TAU, LIVE, N_LIVE, COUNT, n_groups, topk, live_ca
     for i in tl.static_range(32):
         cand = ans | (1 << (31 - i))
         ans = tl.where(tl.sum((u >= cand).to(tl.int32), axis=0) >= topk, cand, ans)
-    live = (in_row & (u >= ans)).to(tl.int32)
+    # Fewer than topk entries: the search found nothing; tau is then -inf (its key is the least).
+    ans = tl.maximum(ans, NEG_INF_KEY)
+    live = (in_row & (u >= ans) & (v > float("-inf"))).to(tl.int32)
     pos = tl.cumsum(live, axis=0) - 1
     tl.store(LIVE + row * stride_lr + pos, g, mask=(live != 0) & (pos < live_cap))
     tl.store(N_LIVE + row, tl.sum(live, axis=0))
@@ -60,8 +65,8 @@ def kth_group_max_kernel(GMAX, TAU, LIVE, N_LIVE, COUNT, n_groups, topk, live_ca
 
 class Threshold(NamedTuple):
     """Output of :func:`kth_group_max` for rows ``R``; the input of :func:`gather_candidates`."""
-    tau: torch.Tensor     # [R] fp32: the k-th largest group maximum
-    live: torch.Tensor    # [R, live_cap] int32: ids of the groups with maximum >= tau, ascending
+    tau: torch.Tensor     # [R] fp32: the k-th largest group maximum (-inf if fewer than k)
+    live: torch.Tensor    # [R, live_cap] int32: ids of the finite groups with maximum >= tau, ascending
     n_live: torch.Tensor  # [R] int32: how many there are (above live_cap: the row overflows)
     count: torch.Tensor   # [R] int32 zeros: the gather's candidate counters
 
@@ -73,12 +78,14 @@ def live_capacity(topk: int) -> int:
 
 
 def kth_group_max(gmax: torch.Tensor, topk: int, live_cap: int | None = None) -> Threshold:
-    """``tau``, the exact ``topk``-th largest value of each row of ``gmax`` [R, G] fp32 (``G >=
-    topk``), and the ids of the groups that reach it (the first ``live_cap``, default
-    :func:`live_capacity`), with zeroed counters for the gather. The row is held in registers
-    (``next_power_of_2(G)`` wide; a variant per width)."""
+    """``tau``, the exact ``topk``-th largest value of each row of ``gmax`` [R, G] fp32 (no NaN;
+    ``-inf`` when the row has fewer than ``topk`` entries), and the ids of the groups that reach
+    it and are not ``-inf`` (the first ``live_cap``, default :func:`live_capacity`), with zeroed
+    counters for the gather. With ``group = 1`` (``gmax`` = the scores) the live groups are the
+    candidates themselves. The row is held in registers (``next_power_of_2(G)`` wide; a variant per
+    width)."""
     R, G = gmax.shape
-    assert gmax.stride(1) == 1 and G >= topk
+    assert gmax.stride(1) == 1
     live_cap = live_cap or live_capacity(topk)
     dev = gmax.device
     th = Threshold(torch.empty(R, dtype=torch.float32, device=dev),

@@ -41,6 +41,11 @@ FLUSH_BYTES = 32 << 20
 GROUPS_PER_K = 4
 MIN_GROUP = 4
 CANDIDATES_PER_K = 4
+# Chunks too short for groups of MIN_GROUP but at most this wide take tau straight from their
+# scores (group 1): the k-th score found in registers, next_power_of_2(n_cols) wide.
+DIRECT_MAX_COLS = 8192
+# Rows selected per launch: their candidate buffers (cap · 8 B + live ids) stay within ~40 MiB.
+SELECT_ROWS = 2048
 
 
 def _tile_config(q: torch.Tensor) -> dict:
@@ -55,11 +60,14 @@ def _tile_config(q: torch.Tensor) -> dict:
 def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes, chunk_q):
     cfg = _tile_config(q)
     budget = workspace_bytes or DEFAULT_WORKSPACE
-    ws = torch.empty(max(1, budget // BYTES_PER_SCORE), dtype=torch.float32, device=p.device)
+    plan = list(row_chunks(p, bytes_per_col=BYTES_PER_SCORE, budget=budget, multiple=cfg["block_s"],
+                           max_rows=chunk_q))
+    # No larger than the largest chunk needs (short problems fit in less than the budget).
+    need = max(p.B * (s1 - s0) * n for s0, s1, n in plan)
+    ws = torch.empty(max(1, min(budget // BYTES_PER_SCORE, need)), dtype=torch.float32, device=p.device)
     gmax_buf = torch.empty(0, dtype=torch.float32, device=p.device)
     out = TopkOutput(p, return_scores)
     overflow = []  # (s0, s1, per-row candidate counts): checked once, at the end
-    plan = row_chunks(p, bytes_per_col=BYTES_PER_SCORE, budget=budget, multiple=cfg["block_s"], max_rows=chunk_q)
     for s0, s1, n_cols in plan:
         if n_cols == 0:
             out.write_empty(s0, s1)
@@ -70,13 +78,18 @@ def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes,
             n_groups = -(-n_cols // group)
             if gmax_buf.numel() < p.B * (s1 - s0) * n_groups:
                 gmax_buf = torch.empty(p.B * (s1 - s0) * n_groups, dtype=torch.float32, device=p.device)
-            gmax = gmax_buf[:p.B * (s1 - s0) * n_groups].view(p.B * (s1 - s0), n_groups)
+            gmax = gmax_buf[:p.B * (s1 - s0) * n_groups].view(p.B, s1 - s0, n_groups)
             score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale,
-                       group_max=gmax.view(p.B, s1 - s0, n_groups), group=group, **cfg)
-            count = _select_with_threshold(p, chunk.view(-1, n_cols), gmax, group, out, s0)
-            overflow.append((s0, s1, count))
+                       group_max=gmax, group=group, **cfg)
+        elif n_cols <= DIRECT_MAX_COLS:
+            # Short rows: the scores are their own groups (group 1), tau is the exact k-th score.
+            score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale, **cfg)
+            group, gmax = 1, chunk
         else:
             _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget, out)
+            continue
+        count = _select_with_threshold(p, chunk, gmax, group, out, s0)
+        overflow.append((s0, s1, count))
     # Rows whose candidates overflowed (massive ties at the boundary) are recomputed in full.
     # Checking once here, not per chunk, keeps the GPU queue free of host synchronisation.
     cap = _candidate_capacity(p.topk)
@@ -124,14 +137,22 @@ def _group_size(min_visible: int, topk: int, block_t: int) -> int:
 
 
 def _select_with_threshold(p, scores: torch.Tensor, gmax: torch.Tensor, group: int, out: TopkOutput, s0: int):
-    """Write the top-k of ``scores`` [B·r, N] (queries ``s0 ..``) into ``out`` from the candidates at
-    or above the k-th largest group maximum (``gmax`` [B·r, G], maxima of ``group`` columns,
-    G ≥ topk). Returns the per-row candidate counts; rows above the capacity are incomplete and
-    must be re-selected."""
-    th = kth_group_max(gmax, p.topk)
-    cv, ci = gather_candidates(scores, th, group, _candidate_capacity(p.topk))
-    select_candidates(cv, ci, th.count, out.idx, out.scores, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset)
-    return th.count
+    """Write the top-k of ``scores`` [B, r, N] (queries ``s0 ..``) into ``out`` from the candidates
+    at or above the k-th largest group maximum (``gmax`` [B, r, G], maxima of ``group`` columns),
+    ``SELECT_ROWS`` rows at a time (that bounds the candidate buffers). Returns the per-row
+    candidate counts; rows above the capacity are incomplete and must be re-selected."""
+    B, r, N = scores.shape
+    counts = []
+    for b in range(B):
+        for i0 in range(0, r, SELECT_ROWS):
+            i1 = min(r, i0 + SELECT_ROWS)
+            th = kth_group_max(gmax[b, i0:i1], p.topk)
+            cv, ci = gather_candidates(scores[b, i0:i1], th, group, _candidate_capacity(p.topk))
+            sc = None if out.scores is None else out.scores[b:b + 1]
+            select_candidates(cv, ci, th.count, out.idx[b:b + 1], sc, s0=s0 + i0, T=p.T, ratio=p.ratio,
+                              offset=p.offset)
+            counts.append(th.count)
+    return counts[0] if len(counts) == 1 else torch.cat(counts)
 
 
 def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
@@ -158,17 +179,21 @@ def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
             score_tile(q, k, w, ws, s0=0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=ks,
                        group_max=gmax if group else None, group=group, **cfg)
     for group in groups[1:]:
-        _precompile_selection(p, group)
+        g0 = GROUPS_PER_K * p.topk
+        shapes = [(g, g * group) for m in (1, 2, 4) for g in (g0 * m, g0 * m + 1)]
+        _precompile_selection(p, group, shapes + [(g0, g0 * group - 1), (g0 + 4, (g0 + 4) * group)])
+    widest = min(DIRECT_MAX_COLS, 1 << max(4, (p.T - 1).bit_length()))   # no wider than the keys
+    widths = [w for i in range(4, widest.bit_length()) for w in (1 << i, (1 << i) - 1)]
+    _precompile_selection(p, 1, [(w, w) for w in widths])
 
 
-def _precompile_selection(p: IndexerProblem, group: int) -> None:
-    """Run the three selection kernels on random rows with ``group``-wide column groups, for the
-    variants a long call meets: group counts from ``GROUPS_PER_K · topk`` to 4x that (the
-    register width of :func:`kth_group_max`), widths and counts multiples of 16 or not."""
-    rows, g0 = 16, GROUPS_PER_K * p.topk
+def _precompile_selection(p: IndexerProblem, group: int, shapes) -> None:
+    """Run the three selection kernels on random rows with ``group``-wide column groups, once per
+    ``(n_groups, n_cols)`` of ``shapes``: the variants a long call meets are the register widths
+    of :func:`kth_group_max` (group counts from ``GROUPS_PER_K · topk`` to 4x that; for group 1
+    every power of two up to ``DIRECT_MAX_COLS``) and widths multiples of 16 or not."""
+    rows = 16
     out_idx = torch.empty(1, rows, p.topk, dtype=torch.int32, device=p.device)
-    shapes = [(g, g * group) for m in (1, 2, 4) for g in (g0 * m, g0 * m + 1)]
-    shapes += [(g0, g0 * group - 1), (g0 + 4, (g0 + 4) * group)]
     for n_groups, n_cols in shapes:
         ws = torch.randn(rows, n_cols, device=p.device)
         gmax = torch.nn.functional.pad(ws, (0, n_groups * group - n_cols), value=float("-inf"))
