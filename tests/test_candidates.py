@@ -29,10 +29,11 @@ def test_kth_group_max_is_the_exact_kth_largest_and_lists_the_live_groups(G, top
 
 
 def _gather(ws, group, topk, cap, live_cap, block):
+    """``(gmax, threshold, (vals, idx))`` of ``ws`` with ``group``-wide column groups."""
     R, N = ws.shape
     gmax = torch.nn.functional.pad(ws, (0, -N % group), value=float("-inf")).view(R, -1, group).amax(2)
     th = kth_group_max(gmax.contiguous(), topk, live_cap=live_cap)
-    return th, gather_candidates(ws, th, group, cap, block=block)
+    return gmax, th, gather_candidates(ws, th, group, cap, block=block)
 
 
 @pytest.mark.parametrize("group,block", [(4, 32), (16, 32), (16, 16)])
@@ -40,9 +41,8 @@ def test_gather_reads_every_entry_at_or_above_tau(group, block):
     R, N, cap, topk = 5, 150, 64, 6
     ws = _rows_with_ties(R, N, seed=group)
     ws[3] = torch.arange(N).float()                               # few candidates, one group
-    th, (vals, idx) = _gather(ws, group, topk, cap, live_cap=-(-N // group), block=block)
-    col_group_max = torch.nn.functional.pad(ws, (0, -N % group), value=float("-inf")) \
-        .view(R, -1, group).amax(2).repeat_interleave(group, dim=1)[:, :N]
+    gmax, th, (vals, idx) = _gather(ws, group, topk, cap, live_cap=-(-N // group), block=block)
+    col_group_max = gmax.repeat_interleave(group, dim=1)[:, :N]
     # Entries >= tau, in groups that are not all -inf (a row with fewer than topk groups: tau = -inf)
     want = (ws >= th.tau[:, None]) & (col_group_max > float("-inf"))
     if group == 16:
@@ -61,7 +61,7 @@ def test_gather_reports_overflow_when_live_groups_exceed_their_slots():
     R, N, group, topk, cap = 3, 128, 4, 3, 64
     ws = torch.randn(R, N, generator=torch.Generator().manual_seed(0))
     ws[1] = 1.0                                                   # all 32 groups tie at the maximum
-    th, _ = _gather(ws, group, topk, cap, live_cap=8, block=16)
+    _, th, _ = _gather(ws, group, topk, cap, live_cap=8, block=16)
     assert th.n_live.tolist() == [topk, 32, topk]
     assert th.count[1] > cap
     assert torch.equal(th.count[[0, 2]], (ws[[0, 2]] >= th.tau[[0, 2], None]).sum(1).int())

@@ -9,8 +9,9 @@ Per query chunk (rows sized by the workspace budget):
    from those groups only;
 3. a third kernel sorts each row's candidates on (score, -index) keys and writes the output row.
 
-Rows whose candidates overflow (massive ties at the boundary) and chunks whose rows see too few
-keys for a useful bound take the exact top-k of the full row instead.
+Chunks whose rows see too few keys for column groups but at most ``DIRECT_MAX_COLS`` take tau
+straight from their scores (group 1). Rows whose candidates overflow (massive ties at the
+boundary) and wider chunks still too short for groups take the exact top-k of the full row.
 
 Extra memory: the workspace plus the outputs, whatever S is."""
 from __future__ import annotations
@@ -178,8 +179,8 @@ def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
             gmax = torch.empty(p.B, rows, -(-n_cols // max(group, 1)), dtype=torch.float32, device=p.device)
             score_tile(q, k, w, ws, s0=0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=ks,
                        group_max=gmax if group else None, group=group, **cfg)
+    g0 = GROUPS_PER_K * p.topk
     for group in groups[1:]:
-        g0 = GROUPS_PER_K * p.topk
         shapes = [(g, g * group) for m in (1, 2, 4) for g in (g0 * m, g0 * m + 1)]
         _precompile_selection(p, group, shapes + [(g0, g0 * group - 1), (g0 + 4, (g0 + 4) * group)])
     widest = min(DIRECT_MAX_COLS, 1 << max(4, (p.T - 1).bit_length()))   # no wider than the keys
