@@ -20,19 +20,31 @@ def indexer_topk(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, topk: int, *
     keys visible from ``s``: ``t < (offset + s + 1) // ratio``.
 
     Args:
-        q: ``[B, S, H, D]`` (or ``[S, H, D]``) bf16 / fp16 / fp32, or fp8 e4m3 with ``q_scale``.
+        q: ``[B, S, H, D]`` (or ``[S, H, D]``) bf16 / fp16 / fp32, or fp8 e4m3 with ``q_scale``. Any
+            strides with a contiguous last dim are used in place (no copy).
         k: ``[B, T, D]`` (or ``[T, D]``), same dtype as ``q``.
-        w: ``[B, S, H]`` (or ``[S, H]``) fp32 weights with every scale folded in.
-        topk: entries per query (``>= 1``). ``ratio``: compression ratio (``>= 1``).
-        offset: position of query 0 (``>= 0``; chunked prefill).
+        w: ``[B, S, H]`` (or ``[S, H]``) fp32 weights with every scale folded in (any sign).
+        topk: entries per query, ``>= 1``; at most ``2048`` on ``stream`` / ``stream_fp8``
+            (``ValueError`` above; the torch paths take any ``topk``).
+        ratio: compression ratio (``>= 1``). offset: position of query 0 (``>= 0``, chunked
+            prefill), with ``offset + S <= 2**62``.
         path: a name from :func:`streamindex.list_paths`.
         return_scores: also return the fp32 scores of the selected keys.
         workspace_bytes: scratch budget for the memory-bounded paths (``stream``, ``chunked_torch``).
         chunk_q, chunk_t: query / key chunk sizes (``partition_merge``; ``chunk_q`` also caps the
             query chunk of ``chunked_torch`` and ``stream``).
-        q_scale, k_scale: fp32 ``[B, S, H]`` / ``[B, T]`` dequantisation scales for fp8 inputs.
-        check_finite: reject NaN / Inf inputs with a ``ValueError`` (one extra read of the inputs).
-            With ``False``, rows whose scores are not finite get unspecified indices.
+        q_scale, k_scale: fp32 ``[B, S, H]`` / ``[B, T]`` dequantisation scales for fp8 inputs. They
+            must be finite and ``> 0``: the fp8 paths fold them outside the relu, which is exact
+            only for positive scales (checked when ``check_finite``; a sign cannot be folded).
+        check_finite: validate values (default): NaN / Inf in any input and scales that are not
+            ``> 0`` raise a ``ValueError`` naming the tensor, and so does a visible score that
+            overflows fp32 although the inputs are finite. Costs one reduction pass over each input
+            (no copy, no temporary of its size) and two host synchronisations per call (inputs
+            before, score flag after). With ``False`` nothing is checked and nothing syncs: rows
+            whose scores are not finite get unspecified indices.
+
+    All tensors must be on one device (meta tensors are refused); every kernel launches on that
+    device whatever the current one is. The outputs never require grad.
 
     Returns:
         ``idx`` int32 ``[B, S, topk]``: visible keys by score descending, equal scores by smaller
@@ -48,12 +60,20 @@ def indexer_topk(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, topk: int, *
     for name, v in (("workspace_bytes", workspace_bytes), ("chunk_q", chunk_q), ("chunk_t", chunk_t)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ValueError(f"{name} must be a positive int or None, got {v!r}")
-    idx, scores = spec.fn(problem, return_scores=return_scores, workspace_bytes=workspace_bytes,
-                          chunk_q=chunk_q, chunk_t=chunk_t)
+    with torch.no_grad(), _on_device(problem.device):
+        idx, scores = spec.fn(problem, return_scores=return_scores, workspace_bytes=workspace_bytes,
+                              chunk_q=chunk_q, chunk_t=chunk_t)
     if problem.squeeze:
         idx = idx.squeeze(0)
         scores = None if scores is None else scores.squeeze(0)
     return (idx, scores) if return_scores else idx
+
+
+def _on_device(device: torch.device):
+    """Every kernel of a call launches on the inputs' GPU, whatever the current device is."""
+    import contextlib
+
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _triton_interpreted() -> bool:
@@ -73,4 +93,5 @@ def precompile(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, topk: int, *, 
         return
     problem = IndexerProblem.from_args(q, k, w, topk, ratio=ratio, offset=offset, q_scale=q_scale,
                                        k_scale=k_scale, check_finite=False)
-    spec.precompile(problem)
+    with torch.no_grad(), _on_device(problem.device):
+        spec.precompile(problem)

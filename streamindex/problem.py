@@ -26,6 +26,8 @@ class IndexerProblem:
         q_scale: ``[B, S, H]`` fp32 per-(token, head) dequantisation scales (fp8 only).
         k_scale: ``[B, T]`` fp32 per-token dequantisation scales (fp8 only).
         squeeze: the caller passed unbatched tensors; outputs drop the batch dim.
+        check_finite: the values were checked (finite inputs, scales > 0) and the paths must raise
+            when a visible score overflows fp32 (one host synchronisation at the end of the call).
     """
 
     q: torch.Tensor
@@ -37,6 +39,7 @@ class IndexerProblem:
     q_scale: torch.Tensor | None = None
     k_scale: torch.Tensor | None = None
     squeeze: bool = False
+    check_finite: bool = False
 
     @property
     def B(self) -> int:
@@ -95,6 +98,9 @@ class IndexerProblem:
         if w.dim() != want_w:
             raise ValueError(f"w must be {'[S, H]' if squeeze else '[B, S, H]'} to match q of shape "
                              f"{tuple(q.shape)}, got shape {tuple(w.shape)}")
+        for name, t in (("q_scale", q_scale), ("k_scale", k_scale)):
+            if t is not None and not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor or None, got {type(t).__name__}")
         if squeeze:
             q, k, w = q.unsqueeze(0), k.unsqueeze(0), w.unsqueeze(0)
             q_scale = None if q_scale is None else q_scale.unsqueeze(0)
@@ -106,6 +112,12 @@ class IndexerProblem:
             raise ValueError(f"w must be [B={B}, S={S}, H={H}], got shape {tuple(w.shape)}")
         if min(B, S, H, D) < 1:
             raise ValueError(f"q must have non-empty dims, got shape {tuple(q.shape)}")
+        if offset + S > MAX_POSITION:
+            raise ValueError(f"offset + S must be <= 2**62 (positions are int64 in every path), got offset={offset} "
+                             f"with S={S}")
+        for name, t in (("q", q), ("k", k), ("w", w), ("q_scale", q_scale), ("k_scale", k_scale)):
+            if t is not None and t.is_meta:
+                raise ValueError(f"{name} is a meta tensor (no data): indexer_topk needs real tensors")
         for name, t in (("k", k), ("w", w)):
             if t.device != q.device:
                 raise ValueError(f"{name} is on {t.device} but q is on {q.device}")
@@ -123,13 +135,12 @@ class IndexerProblem:
         elif q_scale is not None or k_scale is not None:
             raise ValueError("q_scale / k_scale are only accepted with fp8 q and k")
         if check_finite:
-            for name, t in (("q", q), ("k", k), ("w", w), ("q_scale", q_scale), ("k_scale", k_scale)):
-                if t is not None and not _all_finite(t):
-                    raise ValueError(f"{name} contains NaN or Inf (pass check_finite=False to skip this check; "
-                                     "the indices are then unspecified for rows whose scores are not finite)")
-        return cls(q=q.contiguous(), k=k.contiguous(), w=w.contiguous(), topk=int(topk), ratio=int(ratio),
-                   offset=int(offset), q_scale=None if q_scale is None else q_scale.contiguous(),
-                   k_scale=None if k_scale is None else k_scale.contiguous(), squeeze=squeeze)
+            _check_values(q=q, k=k, w=w, q_scale=q_scale, k_scale=k_scale)
+        return cls(q=_last_dim_contiguous(q), k=_last_dim_contiguous(k), w=_last_dim_contiguous(w), topk=int(topk),
+                   ratio=int(ratio), offset=int(offset),
+                   q_scale=None if q_scale is None else q_scale.contiguous(),
+                   k_scale=None if k_scale is None else k_scale.contiguous(), squeeze=squeeze,
+                   check_finite=bool(check_finite))
 
 
 def visible_counts(S: int, T: int, ratio: int, offset: int, device, s_start: int = 0) -> torch.Tensor:
@@ -138,18 +149,44 @@ def visible_counts(S: int, T: int, ratio: int, offset: int, device, s_start: int
     return torch.clamp((offset + s + 1) // ratio, 0, T)
 
 
-_FINITE_SLICE = 1 << 26
+#: Largest ``offset + S``: positions ``offset + s + 1`` stay exact in int64 with room to spare.
+MAX_POSITION = 1 << 62
 
 
-def _all_finite(t: torch.Tensor) -> bool:
-    """``isfinite(t).all()`` in slices, so the check costs no memory proportional to ``t``."""
-    flat = t.reshape(-1)
-    if flat.dtype in FP8_DTYPES:
-        flat = flat.view(torch.uint8)
-        # e4m3fn has no Inf; NaN is S.1111.111 (0x7F / 0xFF).
-        return not any(bool(((flat[i:i + _FINITE_SLICE] & 0x7F) == 0x7F).any())
-                       for i in range(0, flat.numel(), _FINITE_SLICE))
-    return all(bool(torch.isfinite(flat[i:i + _FINITE_SLICE]).all()) for i in range(0, flat.numel(), _FINITE_SLICE))
+def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself when its last dim is contiguous (the kernels take the other strides), else a copy."""
+    return t if t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
+
+
+def _nonfinite(t: torch.Tensor) -> torch.Tensor:
+    """0-dim bool on ``t``'s device: whether ``t`` holds NaN or Inf. Full reductions only: no copy of
+    a non-contiguous ``t``, no temporary of its size, no host synchronisation."""
+    if t.numel() == 0:
+        return torch.zeros((), dtype=torch.bool, device=t.device)
+    if t.dtype in FP8_DTYPES:
+        # e4m3fn has no Inf; its NaNs are the bytes 0x7F and 0xFF: the int8 maximum 127 and the
+        # uint8 maximum 255, so two reductions over byte views find them.
+        return (t.view(torch.int8).max() == 127) | (t.view(torch.uint8).max() == 255)
+    lo, hi = torch.aminmax(t)
+    return ~(torch.isfinite(lo) & torch.isfinite(hi))
+
+
+def _check_values(**tensors) -> None:
+    """Raise a ValueError naming the first tensor with NaN / Inf, or a scale that is not > 0.
+    One host synchronisation for all of them."""
+    names, flags = [], []
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        names.append((name, "contains NaN or Inf"))
+        flags.append(_nonfinite(t))
+        if name.endswith("_scale") and t.numel():
+            names.append((name, "must be > 0 (the scales fold outside the relu)"))
+            flags.append(t.min() <= 0)
+    for (name, what), bad in zip(names, torch.stack(flags).tolist()):
+        if bad:
+            raise ValueError(f"{name} {what} (check_finite=False skips these checks; the indices are then "
+                             "unspecified for rows whose scores are not finite)")
 
 
 def sum_min_floor(lo: int, hi: int, ratio: int, cap: int) -> int:

@@ -77,9 +77,38 @@ def test_select_orders_by_score_then_index(n_cand):
     count = torch.full((R,), n_cand, dtype=torch.int32)
     out_i = torch.full((1, S, topk), -7, dtype=torch.int32)
     out_v = torch.zeros(1, S, topk)
-    select_candidates(vals, idx, count, out_i, out_v, s0=30, T=1000, ratio=1, offset=0)
+    scores = torch.zeros(R, 4)                                    # not read: every row's count <= cap
+    select_candidates(vals, idx, count, scores, out_i, out_v, row0=0, rows_per_b=R, s0=30, T=1000, ratio=1,
+                      offset=0)
     for r in range(R):
         pairs = sorted(zip(vals[r, :n_cand].tolist(), idx[r, :n_cand].tolist()), key=lambda p: (-p[0], p[1]))
         assert out_i[0, 30 + r].tolist() == [i for _, i in pairs[:topk]]
         assert out_v[0, 30 + r].tolist() == [v for v, _ in pairs[:topk]]
     assert (out_i[0, :30] == -7).all() and (out_i[0, 33:] == -7).all()
+
+
+@pytest.mark.parametrize("N,topk", [(1, 1), (5, 5), (300, 7), (4500, 3), (2100, 64)])
+def test_radix_select_of_overflowing_rows_is_exact(N, topk):
+    # count > cap sends a row to the radix select over its scores: ties at the k-th value (integers
+    # in [-6, 6], so thousands wide), +-0.0, denormals, rows that see fewer keys than topk, one key.
+    R, cap = 5, 4 * 64
+    g = torch.Generator().manual_seed(N + topk)
+    scores = torch.randint(-6, 7, (R, N), generator=g).float() / 4
+    scores[0] = -0.0
+    scores[2] = torch.randn(N, generator=g) * 1e-39                   # denormal range
+    scores[3] = torch.randn(N, generator=g)                            # no ties
+    s0, ratio = 3, 1                                                   # row i sees min(N, s0 + i + 1 + offset)
+    offset = N - 6
+    vals = torch.full((R, cap), 7.0)
+    idx = torch.zeros((R, cap), dtype=torch.int32)
+    count = torch.full((R,), cap + 1, dtype=torch.int32)
+    out_i = torch.full((1, s0 + R, topk), -7, dtype=torch.int32)
+    out_v = torch.zeros(1, s0 + R, topk)
+    select_candidates(vals, idx, count, scores, out_i, out_v, row0=0, rows_per_b=R, s0=s0, T=N, ratio=ratio,
+                      offset=offset)
+    for r in range(R):
+        n_vis = min(N, (offset + s0 + r + 1) // ratio)
+        pairs = sorted(((scores[r, j].item() + 0.0, j) for j in range(n_vis)), key=lambda p: (-p[0], p[1]))[:topk]
+        want_i = [j for _, j in pairs] + [-1] * (topk - len(pairs))
+        assert out_i[0, s0 + r].tolist() == want_i, r
+        assert out_v[0, s0 + r, :len(pairs)].tolist() == [v for v, _ in pairs]

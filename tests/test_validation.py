@@ -87,3 +87,111 @@ def test_cuda_path_rejects_cpu_without_interpreter(qkw, monkeypatch):
         pytest.skip("CUDA present")
     with pytest.raises(ValueError, match="needs CUDA tensors"):
         si.indexer_topk(q, k, w, 4, path="stream")
+
+
+# ------------------------------------------------------------------ values real models feed (issue: inputs)
+
+ALL_PATHS = [p for p in si.list_paths()]
+
+
+def _fp8(qkw):
+    from streamindex.quant import quantize_fp8
+
+    q, k, w = qkw
+    q8, k8, qs, ks = quantize_fp8(q, k)
+    return q8, k8, w, qs, ks
+
+
+@pytest.mark.parametrize("path", ["stream", "stream_fp8", "materialize"])
+@pytest.mark.parametrize("which,value,match", [("k_scale", -1.0, "k_scale must be > 0"),
+                                                ("q_scale", -1.0, "q_scale must be > 0"),
+                                                ("k_scale", 0.0, "k_scale must be > 0"),
+                                                ("q_scale", float("inf"), "q_scale contains NaN or Inf")])
+def test_fp8_scales_must_be_finite_and_positive(qkw, path, which, value, match):
+    # A negative scale cannot be folded outside the relu: refused, never a silent wrong answer.
+    q8, k8, w, qs, ks = _fp8(qkw)
+    (ks if which == "k_scale" else qs).view(-1)[2] = value
+    with pytest.raises(ValueError, match=match):
+        si.indexer_topk(q8, k8, w, 4, ratio=4, path=path, q_scale=qs, k_scale=ks)
+
+
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_offsets_near_2_31_are_exact(path):
+    # (offset + s + 1) // ratio in int64 everywhere: every row sees every key, the oracle agrees.
+    from streamindex.oracle import oracle_topk
+
+    q, k, w = random_case(20, B=1, T=9, ratio=4, seed=21)
+    kw = {}
+    if si.get_path(path).fp8:
+        q, k, w, qs, ks = _fp8((q, k, w))
+        kw = dict(q_scale=qs, k_scale=ks)
+    offset = 2 ** 31 - 10
+    idx = si.indexer_topk(q, k, w, 5, ratio=4, offset=offset, path=path, **kw)
+    oi, _ = oracle_topk(q, k, w, 5, ratio=4, offset=offset, **kw)
+    assert torch.equal(idx.long(), oi)
+    assert all(len(set(r.tolist())) == 5 for r in idx[0])
+
+
+def test_offsets_beyond_int64_room_are_refused(qkw):
+    q, k, w = qkw
+    with pytest.raises(ValueError, match=r"offset \+ S must be <= 2\*\*62"):
+        si.indexer_topk(q, k, w, 4, offset=2 ** 63 - 64, path="materialize")
+
+
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_finite_inputs_whose_scores_overflow_are_refused(path):
+    # |q|, |k| ~ 1e19: every input is finite, the fp32 head sums are not.
+    q, k, w = random_case(24, B=1, ratio=2, seed=4)
+    kw = {}
+    if si.get_path(path).fp8:
+        q, k, w = q * 1e3, k * 1e3, w * 1e38
+    else:
+        q, k = q * 1e19, k * 1e19
+    with pytest.raises(ValueError, match="not finite in fp32"):
+        si.indexer_topk(q, k, w, 4, ratio=2, path=path, **kw)
+    # Unchecked: no error, the contract's shape (indices unspecified for those rows).
+    assert si.indexer_topk(q, k, w, 4, ratio=2, path=path, check_finite=False).shape == (1, 24, 4)
+
+
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_outputs_never_require_grad(qkw, path):
+    q, k, w = (t.clone().requires_grad_() for t in qkw)
+    idx, scores = si.indexer_topk(q, k, w, 4, path=path, return_scores=True)
+    assert not idx.requires_grad and not scores.requires_grad
+
+
+def test_meta_tensors_get_a_clear_error(qkw):
+    q, k, w = (t.to("meta") for t in qkw)
+    with pytest.raises(ValueError, match="q is a meta tensor"):
+        si.indexer_topk(q, k, w, 4, path="materialize")
+
+
+def test_scales_must_be_on_qs_device_and_tensors(qkw):
+    q8, k8, w, qs, ks = _fp8(qkw)
+    with pytest.raises(TypeError, match="k_scale must be a torch.Tensor"):
+        si.indexer_topk(q8, k8, w, 4, path="materialize", q_scale=qs, k_scale=[1.0])
+
+
+def test_check_finite_reads_strided_inputs_in_place(qkw):
+    # A q that is a view with a contiguous last dim is used as it is: no copy for the check or the path.
+    from streamindex.problem import IndexerProblem
+
+    q, k, w = qkw
+    big = torch.randn(2, 16, 8, 24)
+    qv = big[:, :, ::2]                                   # [2, 16, 4, 24], head stride 2·24
+    p = IndexerProblem.from_args(qv, k, w, 4, ratio=4)
+    assert p.q.data_ptr() == qv.data_ptr() and p.q.stride() == qv.stride()
+    qv[1, 3, 2, 5] = float("inf")
+    with pytest.raises(ValueError, match="q contains NaN or Inf"):
+        IndexerProblem.from_args(qv, k, w, 4, ratio=4)
+    ref = si.indexer_topk(big[:, :, ::2].contiguous(), k, w, 4, path="materialize", check_finite=False)
+    got = si.indexer_topk(big[:, :, ::2], k, w, 4, path="stream", check_finite=False)
+    assert torch.equal(ref[0], got[0])
+
+
+@pytest.mark.parametrize("bad_byte", [0x7F, 0xFF])
+def test_fp8_nan_bytes_are_found(qkw, bad_byte):
+    q8, k8, w, qs, ks = _fp8(qkw)
+    q8.view(torch.uint8).view(-1)[7] = bad_byte
+    with pytest.raises(ValueError, match="q contains NaN"):
+        si.indexer_topk(q8, k8, w, 4, path="materialize", q_scale=qs, k_scale=ks)

@@ -1,186 +1,166 @@
-"""Device probe for the ``stream`` kernel work (issue 4): matmul ceiling, score-tile configs on
-one representative chunk, the top-k cost on that chunk, and whole-path times side by side.
-Prints a table; ``--json`` writes the numbers. Not a test: run on the GPU machine."""
+"""Device probe for ``stream``'s selection (no-cliff work): the same-FLOP pairs of V4-Flash, V4-Pro
+and V3.2, the tie-heavy and recency inputs, both short-row selections (group-1 threshold vs radix
+select), the default call (check_finite=True) beside the unchecked one, per-kernel times, and the
+cold precompile time of each model. Prints a table last; ``--json`` writes everything. Not a
+test: run on the GPU machine, e.g. ``python tools/stream_probe.py --json $OUT/probe.json``."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 
 import torch
-from triton.testing import do_bench
 
 import streamindex as si
-from streamindex.kernels.score_tile import score_tile
-from streamindex.select import exact_topk
+import streamindex.paths.stream as stream_mod
+from streamindex.harness.measure import measure_call
+from streamindex.metrics import tie_aware_recall, useful_flops
 
-H, D, TOPK, RATIO = 64, 128, 512, 4
-
-
-def inputs(S, fp8_input=False, seed=1):
-    """``(q, k, w, scale kwargs)`` at V4-Flash dims on the GPU: bf16, or e4m3 with per-token scales."""
-    if fp8_input:
-        q, k, w, qs, ks = si.make_fp8_inputs(S, H, D, ratio=RATIO, device="cuda", seed=seed)
-        return q, k, w, dict(q_scale=qs, k_scale=ks)
-    return (*si.make_inputs(S, H, D, ratio=RATIO, device="cuda", seed=seed), {})
+MODELS = {"v4_flash": dict(H=64, D=128, topk=512, ratio=4), "v4_pro": dict(H=64, D=128, topk=1024, ratio=4),
+          "v3_2": dict(H=64, D=128, topk=2048, ratio=1)}
 
 
-def matmul_tflops():
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    ms = do_bench(lambda: a @ b, warmup=100, rep=300, return_mode="median")
-    return 2 * 8192 ** 3 / ms / 1e9
-
-
-def kernel_configs(S, rows, configs, fp8=False):
-    q, k, w, _ = inputs(S, seed=0)
-    ks = None
+def inputs(model, S, kind="random", fp8=False, seed=1):
+    m = MODELS[model]
     if fp8:
-        from streamindex.quant import quantize_fp8
-        q, k, qs, ks = quantize_fp8(q, k)
-        w = (w * qs).contiguous()
-    n_cols = (S) // RATIO
-    out = torch.empty(1, rows, n_cols, device="cuda")
-    s0 = S - rows
-    pairs = sum(min(n_cols, (s + 1) // RATIO) for s in range(s0, S))
-    res = []
-    for bs, bt, nw, ns in configs:
-        fn = lambda: score_tile(q, k, w, out, s0=s0, T=k.shape[1], ratio=RATIO, offset=0, k_scale=ks,
-                                block_s=bs, block_t=bt, num_warps=nw, num_stages=ns)
-        try:
-            ms = do_bench(fn, warmup=25, rep=100, return_mode="median")
-            res.append(dict(fp8=fp8, cfg=(bs, bt, nw, ns), ms=ms, tflops=2 * H * D * pairs / ms / 1e9))
-        except Exception as e:  # a config that does not compile is a recorded row
-            res.append(dict(fp8=fp8, cfg=(bs, bt, nw, ns), error=repr(e)[:200]))
-        print(res[-1], flush=True)
-    v = out.view(rows, n_cols)
-    t_topk = do_bench(lambda: torch.topk(v, TOPK, dim=1), warmup=10, rep=50, return_mode="median")
-    t_exact = do_bench(lambda: exact_topk(v, TOPK), warmup=10, rep=50, return_mode="median")
-    print(dict(chunk=(rows, n_cols), gib=v.numel() * 4 / 2**30, torch_topk_ms=t_topk, exact_topk_ms=t_exact), flush=True)
-    return res
+        q, k, w, qs, ks = si.make_fp8_inputs(S, m["H"], m["D"], ratio=m["ratio"], device="cuda", seed=seed, kind=kind)
+        return q, k, w, dict(q_scale=qs, k_scale=ks)
+    return (*si.make_inputs(S, m["H"], m["D"], ratio=m["ratio"], device="cuda", seed=seed, kind=kind), {})
 
 
-def time_path(path, S, reps=3, topk=TOPK, fp8_input=False, **kw):
-    q, k, w, scales = inputs(S, fp8_input)
-    kw.update(scales)
-    torch.cuda.synchronize()
+def time_case(model, S, kind="random", fp8=False, check=False, direct=None, recall_rows=48, reps=3):
+    m = MODELS[model]
+    path = "stream_fp8" if fp8 else "stream"
+    old = stream_mod.DIRECT_MAX_COLS
+    if direct is not None:
+        stream_mod.DIRECT_MAX_COLS = direct
+    row = dict(model=model, S=S, inputs=kind, path=path, check_finite=check,
+               direct=stream_mod.DIRECT_MAX_COLS)
     try:
-        if reps > 1:
-            si.indexer_topk(q, k, w, topk, ratio=RATIO, path=path, **kw)  # warm-up / compile
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        ts = []
-        for _ in range(reps):
-            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            idx = None
-            e0.record()
-            idx = si.indexer_topk(q, k, w, topk, ratio=RATIO, path=path, **kw)
-            e1.record()
-            torch.cuda.synchronize()
-            ts.append(e0.elapsed_time(e1) / 1e3)
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**30
-        ts.sort()
-        from streamindex.metrics import tie_aware_recall
-        rows = torch.cat([torch.arange(4), torch.arange(S - 16, S), torch.randint(0, S, (40,))])
-        rec = tie_aware_recall(idx, q, k, w, topk=topk, ratio=RATIO, rows=rows, q_scale=kw.get("q_scale"),
-                               k_scale=kw.get("k_scale"))
-        kw.pop("q_scale", None), kw.pop("k_scale", None)
-        row = dict(path=path, S=S, topk=topk, time_s=ts[len(ts) // 2], peak_extra_gib=peak,
-                   tflops=si.metrics.useful_flops(S, k.shape[1], H, D, RATIO) / ts[len(ts) // 2] / 1e12,
-                   recall_min=rec.min().item(), **kw)
-    except torch.OutOfMemoryError:
-        row = dict(path=path, S=S, status="oom")
-    del q, k, w
-    torch.cuda.empty_cache()
-    print(row, flush=True)
+        q, k, w, kw = inputs(model, S, kind, fp8)
+        fn = lambda: si.indexer_topk(q, k, w, m["topk"], ratio=m["ratio"], path=path, check_finite=check, **kw)
+        t0 = time.time()
+        res = measure_call(fn, device="cuda", warmup=1, repeats=reps, time_budget_s=12, fast_call_s=0.05,
+                           bench_ms=200)
+        row.update(time_s=res.time_s, peak_extra_gib=res.peak_extra_gib, timing=res.timing_method,
+                   wall_s=time.time() - t0,
+                   tflops=useful_flops(S, k.shape[1], m["H"], m["D"], m["ratio"]) / res.time_s / 1e12)
+        if recall_rows:
+            g = torch.Generator().manual_seed(0)
+            rows = torch.unique(torch.cat([torch.arange(4), torch.arange(S - 8, S),
+                                           torch.randint(0, S, (recall_rows,), generator=g)]))
+            rec = tie_aware_recall(res.output, q, k, w, topk=m["topk"], ratio=m["ratio"], rows=rows,
+                                   q_scale=kw.get("q_scale"), k_scale=kw.get("k_scale"))
+            row["recall_min"] = rec.min().item()
+        del q, k, w, kw, res
+    except Exception as e:  # a failing case is a recorded row
+        row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+    finally:
+        stream_mod.DIRECT_MAX_COLS = old
+        torch.cuda.empty_cache()
+    print(json.dumps(row), flush=True)
     return row
 
 
-def kernel_breakdown(path, S, topk=TOPK, fp8_input=False, top=12):
-    """CUDA time per kernel name over one call (torch.profiler), largest first."""
+def kernel_breakdown(model, S, kind="random", top=8):
     from torch.profiler import ProfilerActivity, profile
-    q, k, w, kw = inputs(S, fp8_input)
-    si.indexer_topk(q, k, w, topk, ratio=RATIO, path=path, **kw)
+    m = MODELS[model]
+    q, k, w, kw = inputs(model, S, kind)
+    call = lambda: si.indexer_topk(q, k, w, m["topk"], ratio=m["ratio"], check_finite=False, **kw)
+    call()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        si.indexer_topk(q, k, w, topk, ratio=RATIO, path=path, **kw)
+        call()
         torch.cuda.synchronize()
-    rows = sorted(((e.key, e.device_time_total / 1e3, e.count) for e in prof.key_averages()),
-                  key=lambda r: -r[1])[:top]
-    for name, ms, n in rows:
-        print(f"  {path} S={S} {ms:10.2f} ms  x{n:6d}  {name[:90]}", flush=True)
-    return [dict(path=path, S=S, kernel=n, ms=ms, count=c) for n, ms, c in rows]
+    rows = sorted(((e.key, e.device_time_total / 1e3, e.count) for e in prof.key_averages()), key=lambda r: -r[1])
+    out = [dict(model=model, S=S, inputs=kind, kernel=n[:60], ms=round(ms, 2), count=c) for n, ms, c in rows[:top]]
+    for r in out:
+        print(json.dumps(r), flush=True)
+    del q, k, w
+    torch.cuda.empty_cache()
+    return out
 
 
-def gather_blocks(S, rows, blocks=(1024, 2048, 4096)):
-    """The three selection kernels on the last ``rows`` x S/4 chunk of a real problem; the gather
-    at several program widths (entries per program)."""
-    from streamindex.kernels.candidates import gather_candidates, kth_group_max, select_candidates
-    from streamindex.paths.stream import _candidate_capacity, _group_size
-    q, k, w, _ = inputs(S, seed=0)
-    n_cols, s0 = S // RATIO, S - rows
-    group = _group_size((s0 + 1) // RATIO, TOPK, 128)
-    ws = torch.empty(1, rows, n_cols, device="cuda")
-    gmax = torch.empty(1, rows, n_cols // group, device="cuda")
-    score_tile(q, k, w, ws, s0=s0, T=n_cols, ratio=RATIO, offset=0, group_max=gmax, group=group,
-               block_s=64, block_t=128, num_warps=4, num_stages=4)
-    ws, gmax, cap = ws[0], gmax[0], _candidate_capacity(TOPK)
-    th = kth_group_max(gmax, TOPK)
-    res = dict(rows=rows, n_cols=n_cols, group=group,
-               kth_ms=do_bench(lambda: kth_group_max(gmax, TOPK), warmup=10, rep=50, return_mode="median"))
-    for block in blocks:
-        res[f"gather_{block}_ms"] = do_bench(lambda: (th.count.zero_(), gather_candidates(ws, th, group, cap, block=block)),
-                                             warmup=10, rep=50, return_mode="median")
-    th.count.zero_()
-    cv, ci = gather_candidates(ws, th, group, cap)
-    out_idx = torch.empty(1, rows, TOPK, dtype=torch.int32, device="cuda")
-    res["select_ms"] = do_bench(lambda: select_candidates(cv, ci, th.count, out_idx, None, s0=0, T=n_cols,
-                                                          ratio=RATIO, offset=0),
-                                warmup=10, rep=50, return_mode="median")
-    res["count_mean"], res["count_max"] = th.count.float().mean().item(), th.count.max().item()
-    res["live_groups_mean"], res["live_groups_max"] = th.n_live.float().mean().item(), th.n_live.max().item()
-    # Bytes the gather must read: the live groups of the workspace and their ids.
-    live_bytes = th.n_live.sum().item() * (group * 4 + 4)
-    res["gather_live_gbps_at_2048"] = live_bytes / res["gather_2048_ms"] / 1e6
-    print(res, flush=True)
-    return res
+PRECOMPILE = """
+import sys, time, torch, streamindex as si
+H, D, topk, ratio, S = 64, 128, int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+fp8 = sys.argv[4] == "1"
+if fp8:
+    q, k, w, qs, ks = si.make_fp8_inputs(S, H, D, ratio=ratio, device="cuda")
+    kw = dict(q_scale=qs, k_scale=ks)
+else:
+    q, k, w = si.make_inputs(S, H, D, ratio=ratio, device="cuda"); kw = {}
+torch.cuda.synchronize(); t0 = time.time()
+si.precompile(q, k, w, topk, ratio=ratio, path="stream_fp8" if fp8 else "stream", **kw)
+torch.cuda.synchronize(); print("PRECOMPILE_S", time.time() - t0)
+"""
+
+
+def precompile_cold(model, S, fp8=False):
+    """Precompile in a fresh process with an empty Triton cache: the compile time a user pays."""
+    import tempfile
+    m = MODELS[model]
+    env = dict(os.environ, TRITON_CACHE_DIR=tempfile.mkdtemp(prefix="tcache-"))
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-c", PRECOMPILE, str(m["topk"]), str(m["ratio"]), str(S),
+                          "1" if fp8 else "0"], env=env, capture_output=True, text=True, timeout=400)
+    line = [x for x in out.stdout.splitlines() if x.startswith("PRECOMPILE_S")]
+    row = dict(model=model, S=S, fp8=fp8, precompile_s=float(line[0].split()[1]) if line else None,
+               process_s=time.time() - t0, err=out.stderr[-400:] if out.returncode else "")
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
-    ap.add_argument("--skip-paths", action="store_true")
-    ap.add_argument("--skip-kernels", action="store_true")
-    ap.add_argument("--selection", action="store_true",
-                    help="only: kernel breakdown at 256K and the selection kernels on its last chunk")
+    ap.add_argument("--budget", type=float, default=400)
+    ap.add_argument("--only", default="cases,direct,check,kernels,precompile")
     args = ap.parse_args()
-    t0 = time.time()
-    out = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__)
-    out["matmul_tflops"] = matmul_tflops()
-    print("bf16 matmul TFLOP/s", out["matmul_tflops"], flush=True)
-    if args.selection:
-        out["breakdown"] = (kernel_breakdown("stream", 262144)
-                            + kernel_breakdown("stream_fp8", 262144, fp8_input=True))
-        out["gather_blocks"] = gather_blocks(262144, 1024)
-        args.skip_kernels = args.skip_paths = True
-    cfgs = [(64, 128, 4, 3), (64, 128, 4, 4), (64, 64, 4, 3), (64, 128, 8, 3), (64, 256, 4, 3)]
-    if not args.skip_kernels:
-        out["kernel"] = kernel_configs(262144, 256, cfgs)
-        out["kernel_fp8"] = kernel_configs(262144, 256, [(64, 128, 4, 3), (64, 256, 4, 3), (128, 128, 4, 3),
-                                                         (64, 128, 8, 4)], fp8=True)
-    rows = []
-    if not args.skip_paths:
-        for path, S, reps, extra in [("stream", 32768, 5, {}), ("stream", 262144, 3, {}),
-                                     ("stream", 1 << 20, 2, {}), ("stream", 1 << 20, 2, dict(topk=1024)),
-                                     ("stream_fp8", 1 << 20, 2, dict(fp8_input=True)),
-                                     ("stream", 1 << 22, 1, {}), ("stream_fp8", 1 << 23, 1, dict(fp8_input=True))]:
-            rows.append(time_path(path, S, reps, **extra))
-    out["paths"] = rows
-    out["wall_s"] = time.time() - t0
+    t_start = time.time()
+    left = lambda: args.budget - (time.time() - t_start)
+    out = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, rows=[], kernels=[], precompile=[])
+    only = set(args.only.split(","))
+    cases = [("v4_flash", 65536), ("v4_pro", 65536), ("v4_flash", 131072), ("v4_pro", 131072),
+             ("v3_2", 32768), ("v4_flash", 262144), ("v3_2", 131072), ("v3_2", 16384), ("v4_flash", 32768)]
+    if "cases" in only:
+        for model, S in cases:
+            out["rows"].append(time_case(model, S))
+        for kind in ("ties8", "recency"):
+            out["rows"].append(time_case("v4_flash", 262144, kind))
+        out["rows"].append(time_case("v4_flash", 262144, "ties8", fp8=True))
+        out["rows"].append(time_case("v4_flash", 1 << 20, recall_rows=16, reps=2))
+        out["rows"].append(time_case("v4_flash", 1 << 20, fp8=True, recall_rows=16, reps=2))
+    if "direct" in only and left() > 60:
+        for model, S in [("v4_flash", 32768), ("v4_flash", 65536), ("v4_pro", 65536), ("v3_2", 32768)]:
+            out["rows"].append(time_case(model, S, direct=0, recall_rows=16))
+    if "check" in only and left() > 60:
+        for S in (32768, 262144, 1 << 20):
+            out["rows"].append(time_case("v4_flash", S, check=True, recall_rows=0, reps=2))
+    if "kernels" in only and left() > 60:
+        out["kernels"] += kernel_breakdown("v4_flash", 262144) + kernel_breakdown("v4_flash", 262144, "ties8")
+        out["kernels"] += kernel_breakdown("v3_2", 32768)
+    if "precompile" in only:
+        for model, S, fp8 in [("v3_2", 131072, False), ("v4_pro", 65536, False), ("v4_flash", 65536, True)]:
+            if left() > 100:
+                out["precompile"].append(precompile_cold(model, S, fp8))
+    out["wall_s"] = time.time() - t_start
     if args.json:
-        json.dump(out, open(args.json, "w"), indent=1, default=str)
-    print("wall", out["wall_s"])
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=1, default=str)
+    print("\n| model | S | inputs | path | check | direct | time | TFLOP/s | peak GiB | recall_min |")
+    print("|---|---:|---|---|---|---:|---:|---:|---:|---:|")
+    for r in out["rows"]:
+        t = r.get("time_s")
+        print(f"| {r['model']} | {r['S']} | {r['inputs']} | {r['path']} | {r['check_finite']} | {r['direct']} | "
+              + (f"{t * 1e3:.1f} ms | {r['tflops']:.0f} | {r['peak_extra_gib']:.2f} | {r.get('recall_min', '')} |"
+                 if t else f"{r.get('error', '')} |"))
+    for r in out["precompile"]:
+        print("precompile", r)
+    print("wall", round(out["wall_s"], 1))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,12 @@ Three launches per chunk of rows:
   row, a quarter to an eighth of it.
 * :func:`select_candidates` — sorts each row's candidates on a composite key (score descending,
   index ascending: no ties) in the narrowest power-of-two width that holds them, and writes the
-  first ``topk`` as the contract's output. Rows with more than ``cap`` candidates report their
-  true count; the caller re-selects them.
+  first ``topk`` as the contract's output. A row whose candidates did not fit (``count > cap``:
+  massive ties at the threshold, or a row the caller sends straight to it) is selected exactly in
+  the same program by :func:`_radix_select_row`: a 4-pass radix select over the whole score row
+  finds the k-th key, the entries strictly above it are taken and the ties at it are taken by
+  smallest index, counted in index order, never sorted — so no buffer can overflow, whatever the
+  ties, and nothing returns to the host.
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ def _key_value(key):
 NEG_INF_KEY = tl.constexpr(0x007FFFFF)   # _ordered_key(-inf) + 2^31
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_groups", "topk", "live_cap"])
 def kth_group_max_kernel(GMAX, TAU, LIVE, N_LIVE, COUNT, n_groups, topk, live_cap, stride_gr, stride_lr,
                          BLOCK_G: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
@@ -55,7 +59,7 @@ def kth_group_max_kernel(GMAX, TAU, LIVE, N_LIVE, COUNT, n_groups, topk, live_ca
         ans = tl.where(tl.sum((u >= cand).to(tl.int32), axis=0) >= topk, cand, ans)
     # Fewer than topk entries: the search found nothing; tau is then -inf (its key is the least).
     ans = tl.maximum(ans, NEG_INF_KEY)
-    live = (in_row & (u >= ans) & (v > float("-inf"))).to(tl.int32)
+    live = ((u >= ans) & (v > float("-inf"))).to(tl.int32)   # out-of-row lanes hold -inf
     pos = tl.cumsum(live, axis=0) - 1
     tl.store(LIVE + row * stride_lr + pos, g, mask=(live != 0) & (pos < live_cap))
     tl.store(N_LIVE + row, tl.sum(live, axis=0))
@@ -100,15 +104,16 @@ def kth_group_max(gmax: torch.Tensor, topk: int, live_cap: int | None = None) ->
     return th
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_cols", "live_cap", "cap"])
 def gather_candidates_kernel(WS, TAU, LIVE, N_LIVE, CAND_V, CAND_I, COUNT, n_cols, live_cap, cap,
                              stride_wr, stride_lr, stride_cr, BLOCK_L: tl.constexpr, GROUP: tl.constexpr):
     pid = tl.program_id(0)
     row = tl.program_id(1).to(tl.int64)
     n_live = tl.load(N_LIVE + row)
-    if pid * BLOCK_L < tl.minimum(n_live, live_cap):
+    n_listed = tl.minimum(n_live, live_cap)
+    if pid * BLOCK_L < n_listed:
         j = pid * BLOCK_L + tl.arange(0, BLOCK_L)
-        ok_g = j < tl.minimum(n_live, live_cap)
+        ok_g = j < n_listed
         gid = tl.load(LIVE + row * stride_lr + j, mask=ok_g, other=0)
         cols = gid[:, None] * GROUP + tl.arange(0, GROUP)[None, :]
         live = ok_g[:, None] & (cols < n_cols)
@@ -125,22 +130,27 @@ def gather_candidates_kernel(WS, TAU, LIVE, N_LIVE, CAND_V, CAND_I, COUNT, n_col
         tl.store(CAND_I + row * stride_cr + pos, cols, mask=ok)
 
 
-def gather_candidates(ws: torch.Tensor, th: Threshold, group: int, cap: int, block: int = 2048):
+def gather_candidates(ws: torch.Tensor, th: Threshold, group: int, cap: int, block: int = 2048,
+                      out: tuple[torch.Tensor, torch.Tensor] | None = None):
     """Entries of ``ws`` [R, N] fp32 with ``ws[r, j] >= th.tau[r]``, reading only the live groups
     of ``group`` columns listed in ``th``: ``(vals [R, cap] fp32, idx [R, cap] int32)``;
     ``th.count`` [R] int32 (zeros on entry) receives the number found. Each program reads
     ``block`` entries. Slots at or beyond ``count`` are garbage; rows with ``count > cap``
-    overflowed (too many candidates, or more live groups than ``th.live`` holds)."""
+    overflowed (too many candidates, or more live groups than ``th.live`` holds). ``out``: buffers
+    ``(vals, idx)`` of that shape to fill instead of new ones."""
     R, N = ws.shape
     live_cap = th.live.shape[1]
     assert ws.stride(1) == 1 and th.live.stride(1) == 1 and block % group == 0
-    vals = torch.empty((R, cap), dtype=torch.float32, device=ws.device)
-    idx = torch.empty((R, cap), dtype=torch.int32, device=ws.device)
+    if out is None:
+        out = (torch.empty((R, cap), dtype=torch.float32, device=ws.device),
+               torch.empty((R, cap), dtype=torch.int32, device=ws.device))
+    vals, idx = out
+    assert vals.shape == (R, cap) and idx.shape == (R, cap) and vals.stride(1) == 1 and idx.stride(0) == vals.stride(0)
     if R and N:
         block_l = block // group
         grid = (triton.cdiv(live_cap, block_l), R)
         gather_candidates_kernel[grid](ws, th.tau, th.live, th.n_live, vals, idx, th.count, N, live_cap, cap,
-                                       ws.stride(0), th.live.stride(0), cap, BLOCK_L=block_l, GROUP=group,
+                                       ws.stride(0), th.live.stride(0), vals.stride(0), BLOCK_L=block_l, GROUP=group,
                                        num_warps=8 if block >= 2048 else 4)
     return vals, idx
 
@@ -164,36 +174,106 @@ def _sort_and_store(CAND_V, CAND_I, cnt, row, b, s, OUT_I, OUT_V, T, ratio, offs
         tl.store(OUT_V + dst, tl.where(ok, val, float("-inf")), mask=j < topk)
 
 
+RADIX_BLOCK = 2048   # entries per step of the radix passes
+
+
 @triton.jit
-def select_candidates_kernel(CAND_V, CAND_I, COUNT, OUT_I, OUT_V, rows_per_b, s0, T, ratio, offset, topk,
-                             stride_cr, stride_ob, stride_os, CAP: tl.constexpr, WRITE_V: tl.constexpr):
-    row = tl.program_id(0)
-    b = (row // rows_per_b).to(tl.int64)
-    s = (s0 + row % rows_per_b).to(tl.int64)
-    row = row.to(tl.int64)
-    cnt = tl.load(COUNT + row)
-    # A row holds at least topk candidates; sorting a quarter or half of the slots is 2-5x less work.
+def _radix_select_row(ROW, n, kk, OUT_V, OUT_I, BLOCK: tl.constexpr):
+    """Write the ``kk`` (``<= n``, ``>= 1``) largest of ``ROW[0 : n]`` (fp32, no NaN) to
+    ``OUT_V``/``OUT_I`` (values, column indices), unordered except that the ties at the k-th value
+    are the smallest columns. Four 8-bit radix passes over the order-preserving keys find the k-th
+    key ``kappa`` and ``kr``, how many entries equal to it belong to the top ``kk``; a fifth pass
+    emits the entries ``> kappa`` and the first ``kr`` entries ``== kappa`` in column order."""
+    bins = tl.arange(0, 256)
+    prefix = tl.full([], 0, tl.int64)
+    kr = kk
+    for p in tl.static_range(4):
+        SHIFT: tl.constexpr = 24 - 8 * p
+        hist = tl.zeros([256], tl.int32)
+        n_out = 0
+        for c0 in range(0, n, BLOCK):
+            cols = c0 + tl.arange(0, BLOCK)
+            ok = cols < n
+            u = _ordered_key(tl.load(ROW + cols, mask=ok, other=0.0)).to(tl.int64) + 2147483648
+            if p > 0:
+                ok = ok & ((u >> (SHIFT + 8)) == (prefix >> (SHIFT + 8)))
+            # Entries outside the row / prefix go to bin 0 and are taken out again below (portable:
+            # older Triton's histogram has no mask).
+            hist += tl.histogram(tl.where(ok, (u >> SHIFT) & 255, 0).to(tl.int32), 256)
+            n_out += tl.sum((ok == 0).to(tl.int32), axis=0)
+        hist -= tl.where(bins == 0, n_out, 0)
+        at_or_above = tl.sum(hist, axis=0) - tl.cumsum(hist, axis=0) + hist
+        b = tl.max(tl.where(at_or_above >= kr, bins, 0), axis=0)
+        kr -= tl.sum(tl.where(bins > b, hist, 0), axis=0)
+        prefix = prefix | (b.to(tl.int64) << SHIFT)
+    n_gt = kk - kr
+    seen_gt = 0
+    seen_eq = 0
+    for c0 in range(0, n, BLOCK):
+        cols = c0 + tl.arange(0, BLOCK)
+        ok = cols < n
+        v = tl.load(ROW + cols, mask=ok, other=0.0)
+        u = _ordered_key(v).to(tl.int64) + 2147483648
+        gt = (ok & (u > prefix)).to(tl.int32)
+        eq = (ok & (u == prefix)).to(tl.int32)
+        rank_eq = seen_eq + tl.cumsum(eq, axis=0) - eq
+        dst = tl.where(gt != 0, seen_gt + tl.cumsum(gt, axis=0) - gt, n_gt + rank_eq)
+        keep = (gt != 0) | ((eq != 0) & (rank_eq < kr))
+        tl.store(OUT_V + dst, v + 0.0, mask=keep)
+        tl.store(OUT_I + dst, cols, mask=keep)
+        seen_gt += tl.sum(gt, axis=0)
+        seen_eq += tl.sum(eq, axis=0)
+
+
+@triton.jit(do_not_specialize=["row0", "rows_per_b", "s0", "T", "offset", "n_cols", "topk"])
+def select_candidates_kernel(CAND_V, CAND_I, COUNT, WS, OUT_I, OUT_V, row0, rows_per_b, s0, T, ratio,
+                             offset, n_cols, topk, stride_wr, stride_cr, stride_ob, stride_os,
+                             CAP: tl.constexpr, WRITE_V: tl.constexpr, RADIX_BLOCK: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    row = row0 + pid
+    b = row // rows_per_b
+    s = s0 + row % rows_per_b
+    cnt = tl.load(COUNT + pid)
+    if cnt > CAP:
+        # The candidates did not fit: select the row exactly from its scores, into its own slots.
+        n_vis = tl.minimum(tl.minimum((offset + s + 1) // ratio, T), n_cols).to(tl.int32)
+        kk = tl.minimum(n_vis, topk)
+        if kk > 0:
+            _radix_select_row(WS + row * stride_wr, n_vis, kk, CAND_V + pid * stride_cr, CAND_I + pid * stride_cr,
+                              BLOCK=RADIX_BLOCK)
+        tl.debug_barrier()   # the sort below reads slots other threads of the program wrote
+        cnt = kk
+    # A row holds at least min(topk, visible) candidates; sorting a quarter or half of the slots is
+    # 2-5x less work.
     if cnt <= CAP // 4:
-        _sort_and_store(CAND_V, CAND_I, cnt, row, b, s, OUT_I, OUT_V, T, ratio, offset, topk,
+        _sort_and_store(CAND_V, CAND_I, cnt, pid, b, s, OUT_I, OUT_V, T, ratio, offset, topk,
                         stride_cr, stride_ob, stride_os, W=CAP // 4, WRITE_V=WRITE_V)
     elif cnt <= CAP // 2:
-        _sort_and_store(CAND_V, CAND_I, cnt, row, b, s, OUT_I, OUT_V, T, ratio, offset, topk,
+        _sort_and_store(CAND_V, CAND_I, cnt, pid, b, s, OUT_I, OUT_V, T, ratio, offset, topk,
                         stride_cr, stride_ob, stride_os, W=CAP // 2, WRITE_V=WRITE_V)
     else:
-        _sort_and_store(CAND_V, CAND_I, cnt, row, b, s, OUT_I, OUT_V, T, ratio, offset, topk,
+        _sort_and_store(CAND_V, CAND_I, cnt, pid, b, s, OUT_I, OUT_V, T, ratio, offset, topk,
                         stride_cr, stride_ob, stride_os, W=CAP, WRITE_V=WRITE_V)
 
 
-def select_candidates(vals: torch.Tensor, idx: torch.Tensor, count: torch.Tensor, out_idx: torch.Tensor,
-                      out_scores: torch.Tensor | None, *, s0: int, T: int, ratio: int, offset: int) -> None:
-    """Write the exact ordered top-k of each row's candidates (``[B·r, cap]`` from
-    :func:`gather_candidates`, at least ``topk`` per row; row ``b·r + i`` is query ``s0 + i`` of
-    batch ``b``) into ``out_idx[b, s0 + i]`` (int32, ``-1`` beyond the visible keys) and
-    ``out_scores`` if given."""
+def select_candidates(vals: torch.Tensor, idx: torch.Tensor, count: torch.Tensor, scores: torch.Tensor,
+                      out_idx: torch.Tensor, out_scores: torch.Tensor | None, *, row0: int, rows_per_b: int,
+                      s0: int, T: int, ratio: int, offset: int) -> None:
+    """Write the exact ordered top-k of rows ``row0 .. row0 + R - 1`` of ``scores`` ``[B·r, N]``
+    (fp32, row ``b·r + i`` = query ``s0 + i`` of batch ``b``, ``r = rows_per_b``, columns = keys
+    ``0 .. N-1``) into ``out_idx[b, s0 + i]`` (int32, ``-1`` beyond the visible keys) and
+    ``out_scores`` if given. ``vals``/``idx`` ``[R, cap]`` hold each row's candidates (the
+    entries of the row at or above a lower bound of its k-th score, ``count`` of them, from
+    :func:`gather_candidates`); a row with ``count > cap`` is selected exactly from ``scores``
+    instead (:func:`_radix_select_row`), its slots reused — set ``count`` above ``cap`` to send
+    rows there directly."""
     R, cap = vals.shape
-    B, _, topk = out_idx.shape
-    assert cap & (cap - 1) == 0 and cap >= 4 * topk
+    topk = out_idx.shape[2]
+    assert cap & (cap - 1) == 0 and cap >= 4 * topk and scores.stride(1) == 1
+    if R == 0:
+        return
     ov = out_scores if out_scores is not None else out_idx
-    select_candidates_kernel[(R,)](vals, idx, count, out_idx, ov, R // B, s0, T, ratio, offset, topk,
-                                   vals.stride(0), out_idx.stride(0), out_idx.stride(1),
-                                   CAP=cap, WRITE_V=out_scores is not None, num_warps=8 if cap >= 2048 else 4)
+    select_candidates_kernel[(R,)](vals, idx, count, scores, out_idx, ov, row0, rows_per_b, s0, T, ratio,
+                                   offset, scores.shape[1], topk, scores.stride(0), vals.stride(0),
+                                   out_idx.stride(0), out_idx.stride(1), CAP=cap, WRITE_V=out_scores is not None,
+                                   RADIX_BLOCK=RADIX_BLOCK, num_warps=8 if cap >= 2048 else 4)

@@ -4,7 +4,11 @@ One program computes ``score[s, t] = kscale[t] · Σ_h w[s,h] · relu(q[s,h,:] �
 ``BLOCK_S × BLOCK_T`` tile of (query, key) pairs: the key tile is loaded once, the heads are a
 loop of ``tl.dot`` whose fp32 results are relu'd, weighted and summed in registers, so per-head
 logits never reach HBM. Keys not visible from a query get ``-inf``; a tile that no query of the
-block can see is not computed at all (only filled with ``-inf``).
+block can see is not computed at all (only filled with ``-inf``). A visible score that is not
+finite (fp32 overflow of finite inputs) raises a flag in device memory; nothing syncs the host.
+
+The grid is one-dimensional (``tiles × row blocks × batch`` programs, at most 2^31 - 1), so no
+size of S or T can exceed CUDA's 65,535 limit on the other grid dimensions; positions are int64.
 """
 from __future__ import annotations
 
@@ -12,21 +16,25 @@ import torch
 import triton
 import triton.language as tl
 
+MAX_PROGRAMS = (1 << 31) - 1
 
-@triton.jit
-def score_tile_kernel(Q, K, W, KSCALE, OUT, GMAX,
-                      s0, n_rows, n_cols, T, ratio, offset,
+
+@triton.jit(do_not_specialize=["s0", "n_rows", "n_cols", "T", "offset", "n_groups", "n_t", "n_s"])
+def score_tile_kernel(Q, K, W, KSCALE, OUT, GMAX, NONFINITE,
+                      s0, n_rows, n_cols, T, ratio, offset, n_t, n_s,
                       stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_wb, stride_ws,
                       stride_ksb, stride_ob, stride_or, stride_gb, stride_gr, n_groups,
                       H: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr,
                       BLOCK_S: tl.constexpr, BLOCK_T: tl.constexpr,
                       HAS_KSCALE: tl.constexpr, IEEE_FP32: tl.constexpr, GROUP: tl.constexpr):
-    pid_t = tl.program_id(0)
-    pid_s = tl.program_id(1)
-    b = tl.program_id(2).to(tl.int64)
+    pid = tl.program_id(0).to(tl.int64)
+    pid_t = pid % n_t                      # key tiles vary fastest: neighbours share the q rows
+    # (pid, hence rows, cols and s, are int64: no index or position product can overflow)
+    pid_s = (pid // n_t) % n_s
+    b = pid // (n_t * n_s)
     rows = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
     cols = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
-    s = (s0 + rows).to(tl.int64)
+    s = s0 + rows                          # int64: offset + s stays exact for any position < 2^62
     row_ok = rows < n_rows
     n_vis = tl.minimum((offset + s + 1) // ratio, T)
     last_row = tl.minimum(pid_s * BLOCK_S + BLOCK_S, n_rows) - 1
@@ -35,7 +43,7 @@ def score_tile_kernel(Q, K, W, KSCALE, OUT, GMAX,
     acc = tl.full([BLOCK_S, BLOCK_T], float("-inf"), tl.float32)
     if pid_t * BLOCK_T < block_vis:
         d = tl.arange(0, BLOCK_D)
-        k_tile = tl.load(K + b * stride_kb + cols[None, :].to(tl.int64) * stride_kt + d[:, None],
+        k_tile = tl.load(K + b * stride_kb + cols[None, :] * stride_kt + d[:, None],
                          mask=(cols[None, :] < T) & (d[:, None] < D), other=0.0)      # [BLOCK_D, BLOCK_T]
         q_ptrs = Q + b * stride_qb + s[:, None] * stride_qs + d[None, :]
         q_mask = row_ok[:, None] & (d[None, :] < D)
@@ -52,41 +60,49 @@ def score_tile_kernel(Q, K, W, KSCALE, OUT, GMAX,
         if HAS_KSCALE:
             ks = tl.load(KSCALE + b * stride_ksb + cols, mask=cols < T, other=0.0)
             acc = acc * ks[None, :]
+        vis = (cols[None, :] < n_vis[:, None]) & row_ok[:, None]
+        bad = vis & ((acc != acc) | (tl.abs(acc) == float("inf")))
+        if tl.max(bad.to(tl.int32)) > 0:
+            tl.atomic_max(NONFINITE, 1)
         # ``+ 0.0`` folds -0.0 into +0.0 so that equal scores compare and order equal.
-        acc = tl.where(cols[None, :] < n_vis[:, None], acc + 0.0, float("-inf"))
-    out_ptrs = OUT + b * stride_ob + rows[:, None].to(tl.int64) * stride_or + cols[None, :]
+        acc = tl.where(vis, acc + 0.0, float("-inf"))
+    out_ptrs = OUT + b * stride_ob + rows[:, None] * stride_or + cols[None, :]
     tl.store(out_ptrs, acc, mask=row_ok[:, None] & (cols[None, :] < n_cols))
     if GROUP > 0:
         NG: tl.constexpr = BLOCK_T // GROUP
         gmax = tl.max(tl.reshape(acc, [BLOCK_S, NG, GROUP]), axis=2)
         g = pid_t * NG + tl.arange(0, NG)
-        g_ptrs = GMAX + b * stride_gb + rows[:, None].to(tl.int64) * stride_gr + g[None, :]
+        g_ptrs = GMAX + b * stride_gb + rows[:, None] * stride_gr + g[None, :]
         tl.store(g_ptrs, gmax, mask=row_ok[:, None] & (g[None, :] < n_groups))
 
 
 def score_tile(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, out: torch.Tensor, *, s0: int, T: int,
-               ratio: int, offset: int, k_scale: torch.Tensor | None = None,
+               ratio: int, offset: int, nonfinite: torch.Tensor, k_scale: torch.Tensor | None = None,
                group_max: torch.Tensor | None = None, group: int = 0, block_s: int = 64,
                block_t: int = 128, num_warps: int = 4, num_stages: int = 3) -> torch.Tensor:
     """Fill ``out`` ``[B, n_rows, n_cols]`` fp32 with the scores of queries ``s0 .. s0+n_rows-1``
-    against keys ``0 .. n_cols-1`` (``-inf`` where not visible).
+    against keys ``0 .. n_cols-1`` (``-inf`` where not visible); set ``nonfinite`` (int32 ``[1]``,
+    on q's device) to 1 if a visible score is NaN or infinite.
 
-    q ``[B, S, H, D]`` and k ``[B, T, D]`` (bf16 / fp16 / fp32 / fp8 e4m3; last dim contiguous),
-    w ``[B, S, H]`` fp32 (for fp8, ``w · q_scale``), k_scale ``[B, T]`` fp32 or None.
-    group_max: ``[B, n_rows, cdiv(n_cols, group)]`` fp32 filled with per-group maxima when
-    ``group`` (a power of two dividing ``block_t``) is > 0.
+    q ``[B, S, H, D]`` and k ``[B, T, D]`` (bf16 / fp16 / fp32 / fp8 e4m3; last dim contiguous, any
+    other strides), w ``[B, S, H]`` fp32 (for fp8, ``w · q_scale``), k_scale ``[B, T]`` fp32 or None.
+    ``out`` may have any row stride (its last dim contiguous). group_max: ``[B, n_rows,
+    cdiv(n_cols, group)]`` fp32 filled with per-group maxima when ``group`` (a power of two
+    dividing ``block_t``) is > 0.
     """
     B, n_rows, n_cols = out.shape
     H, D = q.shape[2], q.shape[3]
     assert q.stride(3) == 1 and k.stride(2) == 1 and w.stride(2) == 1 and out.stride(2) == 1
     block_d = max(16, triton.next_power_of_2(D))
-    grid = (triton.cdiv(n_cols, block_t), triton.cdiv(n_rows, block_s), B)
+    n_t, n_s = triton.cdiv(n_cols, block_t), triton.cdiv(n_rows, block_s)
+    if n_t * n_s * B > MAX_PROGRAMS:
+        raise ValueError(f"score tile of {B} x {n_rows} x {n_cols} needs more than 2^31 - 1 programs")
     ks = k_scale if k_scale is not None else w
     if group:
         assert group_max is not None and block_t % group == 0 and group_max.stride(2) == 1
     gm = group_max if group else out
-    score_tile_kernel[grid](
-        q, k, w, ks, out, gm, s0, n_rows, n_cols, T, ratio, offset,
+    score_tile_kernel[(n_t * n_s * B,)](
+        q, k, w, ks, out, gm, nonfinite, s0, n_rows, n_cols, T, ratio, offset, n_t, n_s,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), w.stride(0), w.stride(1),
         ks.stride(0), out.stride(0), out.stride(1), gm.stride(0), gm.stride(1), gm.shape[2],
         H=H, D=D, BLOCK_D=block_d, BLOCK_S=block_s, BLOCK_T=block_t,

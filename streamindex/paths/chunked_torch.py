@@ -24,6 +24,7 @@ def chunked_torch(p, *, return_scores=False, workspace_bytes=None, chunk_q=None,
             continue
         score = head_summed_scores(q[:, s0:s1], k[:, :n_cols], p.w[:, s0:s1])
         mask_invisible_(score, s0=s0, t0=0, ratio=p.ratio, offset=p.offset)
+        out.check_scores(score, s0)
         vals, idx = exact_topk(score.view(-1, n_cols), p.topk)
         del score
         out.write(s0, s1, vals, idx)

@@ -17,6 +17,7 @@ def materialize(p, *, return_scores=False, **_):
     score = (logits_fp32(q.reshape(B, S * H, D), k).view(B, S, H, T).relu() * p.w.unsqueeze(-1)).sum(dim=2)
     mask_invisible_(score, s0=0, t0=0, ratio=p.ratio, offset=p.offset)
     out = TopkOutput(p, return_scores)
+    out.check_scores(score, 0)
     vals, idx = exact_topk(score.view(B * S, T), p.topk)
     del score
     out.write(0, S, vals, idx)

@@ -14,6 +14,7 @@ def materialize_fused(p, *, return_scores=False, **_):
     score = head_summed_scores(q, k, p.w)
     mask_invisible_(score, s0=0, t0=0, ratio=p.ratio, offset=p.offset)
     out = TopkOutput(p, return_scores)
+    out.check_scores(score, 0)
     vals, idx = exact_topk(score.view(p.B * p.S, p.T), p.topk)
     del score
     out.write(0, p.S, vals, idx)

@@ -8,13 +8,27 @@ from ..select import finalize
 
 
 class TopkOutput:
-    """``idx`` int32 ``[B, S, topk]`` (and ``scores`` fp32 when asked), filled chunk by chunk."""
+    """``idx`` int32 ``[B, S, topk]`` (and ``scores`` fp32 when asked), filled chunk by chunk, and
+    ``nonfinite`` (int32 ``[1]`` on the device): set by the paths when a visible score is NaN or
+    infinite, read once by :meth:`result` when the problem asks for checks."""
 
     def __init__(self, p: IndexerProblem, return_scores: bool):
         self.p = p
         self.idx = torch.empty(p.B, p.S, p.topk, dtype=torch.int32, device=p.device)
         self.scores = (torch.empty(p.B, p.S, p.topk, dtype=torch.float32, device=p.device)
                        if return_scores else None)
+        self.nonfinite = torch.zeros(1, dtype=torch.int32, device=p.device)
+
+    def check_scores(self, scores: torch.Tensor, s0: int, t0: int = 0) -> None:
+        """Flag (no host sync) when ``scores`` ``[B, r, c]`` -- keys ``t0 .. t0+c-1`` of queries ``s0 ..``,
+        invisible entries already ``-inf`` -- hold a visible entry that is NaN or infinite: more
+        non-finite entries in a row than it has invisible ones."""
+        if not self.p.check_finite:
+            return
+        r, c = scores.shape[-2:]
+        invisible = c - (self.p.visible_counts(s0, s0 + r) - t0).clamp(min=0, max=c)
+        bad = (~torch.isfinite(scores)).sum(dim=-1) > invisible
+        self.nonfinite.bitwise_or_(bad.any().int().view(1))
 
     def write(self, s0: int, s1: int, vals: torch.Tensor, idx: torch.Tensor, batch: int | None = None) -> None:
         """Store the selection of queries ``[s0, s1)`` (``-1``/``-inf`` padded): ``[B·(s1-s0), k']``
@@ -35,4 +49,9 @@ class TopkOutput:
             self.scores[:, s0:s1] = float("-inf")
 
     def result(self):
+        """``(idx, scores)``; raises ValueError when checks are on and a visible score overflowed fp32."""
+        if self.p.check_finite and bool(self.nonfinite.item()):
+            raise ValueError("some visible scores are not finite in fp32 although the inputs are (|q|, |k| or w "
+                             "so large that the head sum overflows): scale the inputs down; with "
+                             "check_finite=False the indices of such rows are unspecified")
         return self.idx, self.scores

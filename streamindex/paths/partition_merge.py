@@ -37,6 +37,7 @@ def partition_merge(p, *, return_scores=False, chunk_q=None, chunk_t=None, **_):
             tile = torch.matmul(w_rows, logits).view(B, r, t1 - t0)            # weighted head-sum
             del logits
             mask_invisible_(tile, s0=s0, t0=t0, ratio=p.ratio, offset=p.offset)
+            out.check_scores(tile, s0, t0)
             tv, ti = exact_topk(tile.view(B * r, -1), p.topk, base=t0)
             run_v, run_i = merge_topk(run_v, run_i, tv, ti, p.topk)
         out.write(s0, s1, run_v, run_i)

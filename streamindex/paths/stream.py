@@ -3,23 +3,28 @@
 Per query chunk (rows sized by the workspace budget):
 
 1. the Triton score kernel writes the chunk's head-summed scores into the workspace (causal
-   tiles skipped) and, per row, the maximum of every ``group`` columns;
-2. the k-th largest group maximum ``tau`` is a lower bound of the row's k-th score; a kernel finds
-   it and lists the groups whose maximum reaches it, a second gathers the few entries ``>= tau``
-   from those groups only;
+   tiles skipped) and, when the rows are long enough, the maximum of every ``group`` columns;
+2. rows with column groups: the k-th largest group maximum ``tau`` is a lower bound of the row's
+   k-th score; one kernel finds it and lists the groups whose maximum reaches it, a second gathers
+   the few entries ``>= tau`` from those groups only;
 3. a third kernel sorts each row's candidates on (score, -index) keys and writes the output row.
+   A row whose candidates do not fit their buffer (massive ties at the threshold), and every row
+   of a chunk too short for column groups, is selected exactly inside that kernel by a radix
+   select over the row's scores (ties at the k-th score taken by smallest index, counted, not
+   sorted). There is no other path: no full-row ``torch.topk``, no re-scoring, and no host
+   synchronisation inside the call except one flag read at the end when ``check_finite`` is on.
 
-Chunks whose rows see too few keys for column groups but at most ``DIRECT_MAX_COLS`` take tau
-straight from their scores (group 1). Rows whose candidates overflow (massive ties at the
-boundary) and wider chunks still too short for groups take the exact top-k of the full row.
-
-Extra memory: the workspace plus the outputs, whatever S is."""
+Exact for any visible width (1 .. T), any ``topk`` from 1 to ``MAX_TOPK`` and any tie structure.
+Extra memory: the workspace plus the selection buffers and the outputs, whatever S is.
+"""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 
 import torch
+import triton
 
 from ..chunking import row_chunks
 from ..kernels.candidates import gather_candidates, kth_group_max, select_candidates
@@ -27,26 +32,26 @@ from ..kernels.score_tile import score_tile
 from ..problem import IndexerProblem
 from ..quant import quantize_fp8
 from ..registry import register_path
-from ..select import exact_topk
 from .output import TopkOutput
 
 DEFAULT_WORKSPACE = 256 << 20
+#: Largest ``topk`` the selection kernels hold (the candidate sort is 4·topk wide in registers).
+MAX_TOPK = 2048
 # Workspace bytes per (row, visible key): the fp32 score; the group maxima add 1/group of it.
 BYTES_PER_SCORE = 4
-# Full-row top-k temporaries per score (torch.topk's outputs and the ordering's int64 keys when
-# k is close to the row length), held to half the budget.
-FULL_ROW_BYTES = 48
-# Full-row selections are written to the output in batches of about this many bytes.
-FLUSH_BYTES = 32 << 20
 # Groups per row are at least GROUPS_PER_K · topk, so that tau sits well inside the top.
 GROUPS_PER_K = 4
 MIN_GROUP = 4
+# At most this many groups per row (the k-th group maximum is found in registers).
+MAX_GROUPS = 8192
 CANDIDATES_PER_K = 4
 # Chunks too short for groups of MIN_GROUP but at most this wide take tau straight from their
-# scores (group 1): the k-th score found in registers, next_power_of_2(n_cols) wide.
+# scores (group 1); wider ones (and all rows if 0) go to the radix select.
 DIRECT_MAX_COLS = 8192
-# Rows selected per launch: their candidate buffers (cap · 8 B + live ids) stay within ~40 MiB.
-SELECT_ROWS = 2048
+# Selection buffers (candidates: cap · 8 B per row) of one launch, at most about this many bytes.
+SELECT_BYTES = 32 << 20
+# Row strides are padded to this many elements (16-byte aligned rows, one kernel variant).
+ROW_ALIGN = 16
 
 
 def _tile_config(q: torch.Tensor) -> dict:
@@ -58,48 +63,107 @@ def _tile_config(q: torch.Tensor) -> dict:
     return dict(block_s=64, block_t=128, num_warps=4, num_stages=4)
 
 
+def _padded(n: int) -> int:
+    return -(-n // ROW_ALIGN) * ROW_ALIGN
+
+
+def _candidate_capacity(topk: int) -> int:
+    """Candidate slots per row: ``CANDIDATES_PER_K · topk`` rounded up to a power of two."""
+    return 1 << (CANDIDATES_PER_K * topk - 1).bit_length()
+
+
+def _select_rows(topk: int) -> int:
+    """Rows per selection launch: their candidate buffers stay within ``SELECT_BYTES``."""
+    return max(64, min(2048, SELECT_BYTES // (8 * _candidate_capacity(topk))))
+
+
+def _group_size(min_visible: int, n_cols: int, topk: int, block_t: int) -> int:
+    """Power-of-two column group (≤ ``block_t``) for a chunk whose rows see ``min_visible`` ..
+    ``n_cols`` keys: the largest that leaves every row ``GROUPS_PER_K · topk`` groups, doubled while
+    the widest row has more than ``MAX_GROUPS``; 0 when it would be below ``MIN_GROUP`` (no groups)."""
+    g = min(block_t, min_visible // (GROUPS_PER_K * topk))
+    if g < MIN_GROUP:
+        return 0
+    g = 1 << (g.bit_length() - 1)
+    while g < block_t and -(-n_cols // g) > MAX_GROUPS:
+        g *= 2
+    return g
+
+
+class _Selection:
+    """The selection of one call: candidate buffers reused across chunks, launched per slice of
+    rows (no host synchronisation)."""
+
+    def __init__(self, p: IndexerProblem, out: TopkOutput):
+        self.p, self.out = p, out
+        self.cap = _candidate_capacity(p.topk)
+        self.rows = _select_rows(p.topk)
+        dev = p.device
+        self.vals = torch.empty((self.rows, self.cap), dtype=torch.float32, device=dev)
+        self.idx = torch.empty((self.rows, self.cap), dtype=torch.int32, device=dev)
+        self.all_exact = torch.full((self.rows,), self.cap + 1, dtype=torch.int32, device=dev)
+
+    def run(self, scores: torch.Tensor, gmax: torch.Tensor | None, group: int, s0: int, rows_per_b: int) -> None:
+        """Select rows of ``scores`` ``[B·r, N]`` (row ``b·r + i`` = query ``s0 + i``), with their
+        group maxima ``gmax`` ``[B·r, G]`` of ``group`` columns, or all by radix when ``gmax`` is None."""
+        p = self.p
+        R = scores.shape[0]
+        for i0 in range(0, R, self.rows):
+            i1 = min(R, i0 + self.rows)
+            if gmax is None:
+                vals, idx, count = self.vals[:i1 - i0], self.idx[:i1 - i0], self.all_exact[:i1 - i0]
+            else:
+                th = kth_group_max(gmax[i0:i1], p.topk)
+                vals, idx = gather_candidates(scores[i0:i1], th, group, self.cap,
+                                              out=(self.vals[:i1 - i0], self.idx[:i1 - i0]))
+                count = th.count
+            select_candidates(vals, idx, count, scores, self.out.idx, self.out.scores, row0=i0,
+                              rows_per_b=rows_per_b, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset)
+
+
+def _coarsened(gmax: torch.Tensor, G: int, group: int) -> tuple[torch.Tensor, int]:
+    """Group maxima of ``group · f`` columns from those of ``group`` (``f`` the least power of two
+    that brings the count to at most ``MAX_GROUPS``): rows longer than ``MAX_GROUPS · block_t``."""
+    f = 1 << (-(-G // MAX_GROUPS) - 1).bit_length()
+    R = gmax.shape[0]
+    pad = torch.nn.functional.pad(gmax[:, :G], (0, -G % f), value=float("-inf"))
+    return pad.view(R, -1, f).amax(dim=2).contiguous(), group * f
+
+
 def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes, chunk_q):
     cfg = _tile_config(q)
     budget = workspace_bytes or DEFAULT_WORKSPACE
     plan = list(row_chunks(p, bytes_per_col=BYTES_PER_SCORE, budget=budget, multiple=cfg["block_s"],
                            max_rows=chunk_q))
     # No larger than the largest chunk needs (short problems fit in less than the budget).
-    need = max(p.B * (s1 - s0) * n for s0, s1, n in plan)
+    need = max(p.B * (s1 - s0) * _padded(n) for s0, s1, n in plan)
     ws = torch.empty(max(1, min(budget // BYTES_PER_SCORE, need)), dtype=torch.float32, device=p.device)
     gmax_buf = torch.empty(0, dtype=torch.float32, device=p.device)
     out = TopkOutput(p, return_scores)
-    overflow = []  # (s0, s1, per-row candidate counts): checked once, at the end
+    select = _Selection(p, out)
     for s0, s1, n_cols in plan:
         if n_cols == 0:
             out.write_empty(s0, s1)
             continue
-        chunk = _workspace(ws, p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
-        group = _group_size(p.n_visible(s0), p.topk, cfg["block_t"])
-        if group:
-            n_groups = -(-n_cols // group)
-            if gmax_buf.numel() < p.B * (s1 - s0) * n_groups:
-                gmax_buf = torch.empty(p.B * (s1 - s0) * n_groups, dtype=torch.float32, device=p.device)
-            gmax = gmax_buf[:p.B * (s1 - s0) * n_groups].view(p.B, s1 - s0, n_groups)
-            score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale,
-                       group_max=gmax, group=group, **cfg)
-        elif n_cols <= DIRECT_MAX_COLS:
-            # Short rows: the scores are their own groups (group 1), tau is the exact k-th score.
-            score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale, **cfg)
-            group, gmax = 1, chunk
-        else:
-            _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget, out)
-            continue
-        count = _select_with_threshold(p, chunk, gmax, group, out, s0)
-        overflow.append((s0, s1, count))
-    # Rows whose candidates overflowed (massive ties at the boundary) are recomputed in full.
-    # Checking once here, not per chunk, keeps the GPU queue free of host synchronisation.
-    cap = _candidate_capacity(p.topk)
-    if overflow and bool(torch.cat([c for *_, c in overflow]).gt(cap).any()):
-        for s0, s1, count in overflow:
-            if bool(count.gt(cap).any()):
-                n_cols = p.n_visible(s1 - 1)
-                chunk = _workspace(ws, p.B * (s1 - s0) * n_cols).view(p.B, s1 - s0, n_cols)
-                _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget, out)
+        r, ld = s1 - s0, _padded(n_cols)
+        scores = _workspace(ws, p.B * r * ld).view(p.B * r, ld)[:, :n_cols]
+        group = _group_size(p.n_visible(s0), n_cols, p.topk, cfg["block_t"])
+        if not group and n_cols <= DIRECT_MAX_COLS:
+            group = 1                                   # the scores are their own group maxima
+        gmax = None
+        if group > 1:
+            G = -(-n_cols // group)
+            if gmax_buf.numel() < p.B * r * _padded(G):
+                gmax_buf = torch.empty(p.B * r * _padded(G), dtype=torch.float32, device=p.device)
+            gmax = gmax_buf[:p.B * r * _padded(G)].view(p.B * r, _padded(G))[:, :G]
+        score_tile(q, k, w, scores.unflatten(0, (p.B, r)), s0=s0, T=p.T, ratio=p.ratio, offset=p.offset,
+                   nonfinite=out.nonfinite, k_scale=k_scale, group=group if group > 1 else 0,
+                   group_max=None if gmax is None else gmax.unflatten(0, (p.B, r)), **cfg)
+        if group == 1:
+            gmax = scores
+        elif gmax is not None and gmax.shape[1] > MAX_GROUPS:
+            gmax, group = _coarsened(gmax, gmax.shape[1], group)
+        select.run(scores, gmax, group, s0, r)
     return out.result()
 
 
@@ -108,60 +172,14 @@ def _workspace(ws: torch.Tensor, n: int) -> torch.Tensor:
     return ws[:n] if n <= ws.numel() else torch.empty(n, dtype=ws.dtype, device=ws.device)
 
 
-def _select_full_rows(p, q, k, w, k_scale, chunk, s0, cfg, budget, out: TopkOutput) -> None:
-    """Scores of the chunk, then the exact top-k of whole rows, a few rows at a time (temporaries
-    within about half of ``budget``); the selections go to ``out`` every ``FLUSH_BYTES`` of them."""
-    B, r, n_cols = chunk.shape
-    score_tile(q, k, w, chunk, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=k_scale, **cfg)
-    step = max(1, budget // 2 // (FULL_ROW_BYTES * n_cols))
-    flush_rows = max(step, FLUSH_BYTES // (12 * p.topk))   # fp32 value + int64 index per entry
-    for b in range(B):
-        for f0 in range(0, r, flush_rows):
-            f1 = min(r, f0 + flush_rows)
-            parts = [exact_topk(chunk[b, i:min(f1, i + step)], p.topk) for i in range(f0, f1, step)]
-            out.write(s0 + f0, s0 + f1, torch.cat([v for v, _ in parts]), torch.cat([i for _, i in parts]),
-                      batch=b)
-
-
-def _candidate_capacity(topk: int) -> int:
-    """Candidate slots per row: ``CANDIDATES_PER_K · topk`` rounded up to a power of two."""
-    return 1 << (CANDIDATES_PER_K * topk - 1).bit_length()
-
-
-def _group_size(min_visible: int, topk: int, block_t: int) -> int:
-    """Largest power-of-two group (≤ ``block_t``) that leaves every row of the chunk at least
-    ``GROUPS_PER_K · topk`` groups; 0 when that is below ``MIN_GROUP`` (select the full rows)."""
-    g = min(block_t, min_visible // (GROUPS_PER_K * topk))
-    if g < MIN_GROUP:
-        return 0
-    return 1 << (g.bit_length() - 1)
-
-
-def _select_with_threshold(p, scores: torch.Tensor, gmax: torch.Tensor, group: int, out: TopkOutput, s0: int):
-    """Write the top-k of ``scores`` [B, r, N] (queries ``s0 ..``) into ``out`` from the candidates
-    at or above the k-th largest group maximum (``gmax`` [B, r, G], maxima of ``group`` columns),
-    ``SELECT_ROWS`` rows at a time (that bounds the candidate buffers). Returns the per-row
-    candidate counts; rows above the capacity are incomplete and must be re-selected."""
-    B, r, N = scores.shape
-    counts = []
-    for b in range(B):
-        for i0 in range(0, r, SELECT_ROWS):
-            i1 = min(r, i0 + SELECT_ROWS)
-            th = kth_group_max(gmax[b, i0:i1], p.topk)
-            cv, ci = gather_candidates(scores[b, i0:i1], th, group, _candidate_capacity(p.topk))
-            sc = None if out.scores is None else out.scores[b:b + 1]
-            select_candidates(cv, ci, th.count, out.idx[b:b + 1], sc, s0=s0 + i0, T=p.T, ratio=p.ratio,
-                              offset=p.offset)
-            counts.append(th.count)
-    return counts[0] if len(counts) == 1 else torch.cat(counts)
-
-
 def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
-    """Launch the score kernel once per column-group variant on the first rows, and the selection
-    kernels once per variant, so that a timed call at long S (where the largest groups first
-    appear) compiles nothing. The slice's width is taken both as a multiple of 16 and not, since
-    Triton specialises integer arguments on that.
-    ``quantize``: the path quantises float input to e4m3 first (``stream_fp8``)."""
+    """Build every kernel variant a call on ``p`` can meet, on tiny buffers, so that a timed call at
+    long S compiles nothing: the score kernel per column group the call's rows reach, the k-th
+    group maximum per register width, the gather per group and the selection kernel (which holds
+    the radix select). Sizes are not specialised (``do_not_specialize``, 16-aligned row strides),
+    so these few variants are all there are. ``quantize``: the path quantises float input to e4m3
+    first (``stream_fp8``)."""
+    _check_topk(p, "stream")
     block_s = _tile_config(p.q)["block_s"]
     rows = min(p.S, block_s)
     if p.is_fp8 or quantize:
@@ -171,37 +189,39 @@ def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
             q, k = q.float(), k.float()
     else:
         q, k, w, ks = _interpretable(p.q), _interpretable(p.k), p.w, None
-    cfg = _tile_config(q)
-    groups = [0] + [g for g in (1 << i for i in range(2, 12)) if MIN_GROUP <= g <= cfg["block_t"]]
-    for group in groups:
-        for n_cols in (2 * cfg["block_t"], 2 * cfg["block_t"] + 1):
-            ws = torch.empty(p.B, rows, n_cols, dtype=torch.float32, device=p.device)
-            gmax = torch.empty(p.B, rows, -(-n_cols // max(group, 1)), dtype=torch.float32, device=p.device)
-            score_tile(q, k, w, ws, s0=0, T=p.T, ratio=p.ratio, offset=p.offset, k_scale=ks,
-                       group_max=gmax if group else None, group=group, **cfg)
-    g0 = GROUPS_PER_K * p.topk
-    for group in groups[1:]:
-        shapes = [(g, g * group) for m in (1, 2, 4) for g in (g0 * m, g0 * m + 1)]
-        _precompile_selection(p, group, shapes + [(g0, g0 * group - 1), (g0 + 4, (g0 + 4) * group)])
-    widest = min(DIRECT_MAX_COLS, 1 << max(4, (p.T - 1).bit_length()))   # no wider than the keys
-    widths = [w for i in range(4, widest.bit_length()) for w in (1 << i, (1 << i) - 1)]
-    _precompile_selection(p, 1, [(w, w) for w in widths])
+    cfg, dev = _tile_config(q), p.device
+    widest = max(p.n_visible(0), p.n_visible(p.S - 1))
+    groups = sorted({_group_size(n, n, p.topk, cfg["block_t"]) for n in _powers_up_to(widest)} - {0})
+    nonfinite = torch.zeros(1, dtype=torch.int32, device=dev)
+    n_cols = 2 * cfg["block_t"]
+    for group in [0] + groups:
+        ws = torch.empty(p.B * rows, _padded(n_cols), dtype=torch.float32, device=dev)[:, :n_cols]
+        gmax = torch.empty(p.B * rows, ROW_ALIGN, dtype=torch.float32, device=dev)[:, :n_cols // max(group, 1)]
+        score_tile(q, k, w, ws.unflatten(0, (p.B, rows)), s0=0, T=p.T, ratio=p.ratio, offset=p.offset,
+                   nonfinite=nonfinite, k_scale=ks, group_max=gmax.unflatten(0, (p.B, rows)) if group else None,
+                   group=group, **cfg)
+    rows = 4                                             # selection variants: a few rows suffice
+    sel = _Selection(p, TopkOutput(dataclasses.replace(p, q=p.q[:, :rows], w=p.w[:, :rows]), False))
+    widths = set()                                       # register widths of kth_group_max
+    if groups:
+        widths |= {1 << i for i in range((GROUPS_PER_K * p.topk - 1).bit_length(), MAX_GROUPS.bit_length())}
+        if widest > MAX_GROUPS * groups[-1]:             # coarsened maxima of the longest rows
+            groups.append(groups[-1] << (-(-widest // (MAX_GROUPS * groups[-1])) - 1).bit_length())
+    direct = min(widest, DIRECT_MAX_COLS)
+    if direct:
+        widths |= {1 << i for i in range(direct.bit_length() + 1) if 1 << i <= triton.next_power_of_2(direct)}
+    for width, group in [(wd, 1) for wd in sorted(widths)] + [(min(widths), g) for g in groups]:
+        scores = torch.randn(rows, _padded(width * group), device=dev)[:, :width * group]
+        sel.run(scores, scores if group == 1 else scores.reshape(rows, width, group).amax(2), group, 0, rows)
+    sel.run(torch.randn(rows, _padded(n_cols), device=dev)[:, :n_cols], None, 0, 0, rows)
 
 
-def _precompile_selection(p: IndexerProblem, group: int, shapes) -> None:
-    """Run the three selection kernels on random rows with ``group``-wide column groups, once per
-    ``(n_groups, n_cols)`` of ``shapes``: the variants a long call meets are the register widths
-    of :func:`kth_group_max` (group counts from ``GROUPS_PER_K · topk`` to 4x that; for group 1
-    every power of two up to ``DIRECT_MAX_COLS``) and widths multiples of 16 or not."""
-    rows = 16
-    out_idx = torch.empty(1, rows, p.topk, dtype=torch.int32, device=p.device)
-    for n_groups, n_cols in shapes:
-        ws = torch.randn(rows, n_cols, device=p.device)
-        gmax = torch.nn.functional.pad(ws, (0, n_groups * group - n_cols), value=float("-inf"))
-        gmax = gmax.view(rows, n_groups, group).amax(dim=2).contiguous()
-        th = kth_group_max(gmax, p.topk)
-        cv, ci = gather_candidates(ws, th, group, _candidate_capacity(p.topk))
-        select_candidates(cv, ci, th.count, out_idx, None, s0=0, T=p.T, ratio=p.ratio, offset=p.offset)
+def _powers_up_to(n: int):
+    x = 1
+    while x < n:
+        yield x
+        x *= 2
+    yield n
 
 
 def _interpretable(x: torch.Tensor) -> torch.Tensor:
@@ -211,9 +231,16 @@ def _interpretable(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _check_topk(p: IndexerProblem, path: str) -> None:
+    if p.topk > MAX_TOPK:
+        raise ValueError(f"topk must be <= {MAX_TOPK} on path {path!r} (its candidate sort is 4·topk wide), "
+                         f"got {p.topk}; use path='chunked_torch' or 'partition_merge' for larger topk")
+
+
 @register_path("stream", description="Triton fused score tile + exact top-k over a bounded workspace",
                needs_cuda=True, precompile=_precompile)
 def stream(p, *, return_scores=False, workspace_bytes=None, chunk_q=None, **_):
+    _check_topk(p, "stream")
     if p.is_fp8:
         return _run_fp8(p, p.q, p.k, p.q_scale, p.k_scale, return_scores=return_scores,
                         workspace_bytes=workspace_bytes, chunk_q=chunk_q)
@@ -222,7 +249,8 @@ def stream(p, *, return_scores=False, workspace_bytes=None, chunk_q=None, **_):
 
 
 def _run_fp8(p, q8, k8, q_scale, k_scale, **kw):
-    # relu(qs·ks·x) = qs·ks·relu(x) for positive scales: fold q's into w, apply k's per column.
+    # relu(qs·ks·x) = qs·ks·relu(x) because the scales are > 0 (IndexerProblem checks it): q's
+    # scales fold into w, k's are applied per column.
     w = (p.w * q_scale).contiguous()
     if q8.device.type == "cpu":
         q8, k8 = q8.float(), k8.float()
@@ -232,6 +260,7 @@ def _run_fp8(p, q8, k8, q_scale, k_scale, **kw):
 @register_path("stream_fp8", description="stream with e4m3 q/k and per-token scales (quantises bf16 input)",
                needs_cuda=True, fp8=True, precompile=functools.partial(_precompile, quantize=True))
 def stream_fp8(p, *, return_scores=False, workspace_bytes=None, chunk_q=None, **_):
+    _check_topk(p, "stream_fp8")
     if p.is_fp8:
         q8, k8, qs, ks = p.q, p.k, p.q_scale, p.k_scale
     else:
