@@ -188,7 +188,7 @@ def _radix_select_row(ROW, n, kk, OUT_V, OUT_I, BLOCK: tl.constexpr):
     prefix = tl.full([], 0, tl.int64)
     kr = kk
     for p in tl.static_range(4):
-        SHIFT: tl.constexpr = 24 - 8 * p
+        shift = 24 - 8 * p
         hist = tl.zeros([256], tl.int32)
         n_out = 0
         for c0 in range(0, n, BLOCK):
@@ -196,16 +196,16 @@ def _radix_select_row(ROW, n, kk, OUT_V, OUT_I, BLOCK: tl.constexpr):
             ok = cols < n
             u = _ordered_key(tl.load(ROW + cols, mask=ok, other=0.0)).to(tl.int64) + 2147483648
             if p > 0:
-                ok = ok & ((u >> (SHIFT + 8)) == (prefix >> (SHIFT + 8)))
+                ok = ok & ((u >> (shift + 8)) == (prefix >> (shift + 8)))
             # Entries outside the row / prefix go to bin 0 and are taken out again below (portable:
             # older Triton's histogram has no mask).
-            hist += tl.histogram(tl.where(ok, (u >> SHIFT) & 255, 0).to(tl.int32), 256)
+            hist += tl.histogram(tl.where(ok, (u >> shift) & 255, 0).to(tl.int32), 256)
             n_out += tl.sum((ok == 0).to(tl.int32), axis=0)
         hist -= tl.where(bins == 0, n_out, 0)
         at_or_above = tl.sum(hist, axis=0) - tl.cumsum(hist, axis=0) + hist
         b = tl.max(tl.where(at_or_above >= kr, bins, 0), axis=0)
         kr -= tl.sum(tl.where(bins > b, hist, 0), axis=0)
-        prefix = prefix | (b.to(tl.int64) << SHIFT)
+        prefix = prefix | (b.to(tl.int64) << shift)
     n_gt = kk - kr
     seen_gt = 0
     seen_eq = 0
