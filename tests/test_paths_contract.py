@@ -120,9 +120,10 @@ def test_paths_agree_on_default_knobs():
 # ---------------------------------------------------------------- stream's selection, branch by branch
 
 class _Routes:
-    """Records how ``stream`` selected each chunk: ``("groups", g)``, ``("direct", 1)`` or
-    ``("radix", 0)``, and the gather's candidate counts (a count above the capacity means the row
-    overflowed and the radix select took it)."""
+    """Records how ``stream`` selected each chunk -- ``("direct", 1)`` (rows are their own group
+    maxima), ``("band", 2)`` (rows too short for groups of 4) or ``("groups", g)`` -- and the
+    gather's candidate counts (a count above the capacity means the row overflowed and the radix
+    select took it)."""
 
     def __init__(self, monkeypatch):
         import streamindex.paths.stream as stream_mod
@@ -131,7 +132,7 @@ class _Routes:
 
         def run(sel, scores, gmax, group, s0, rows_per_b):
             self.cap = sel.cap
-            self.kinds.append(("radix", 0) if gmax is None else ("direct", 1) if group == 1 else ("groups", group))
+            self.kinds.append(("direct", 1) if group == 1 else ("band", 2) if group < 4 else ("groups", group))
             return real_run(sel, scores, gmax, group, s0, rows_per_b)
 
         def gather(ws, th, group, cap, **kw):
@@ -147,14 +148,15 @@ class _Routes:
 
 
 @pytest.mark.parametrize("topk,direct_max_cols,branches", [
-    (1, 0, {"radix", "groups"}), (1, 20, {"direct", "groups"}),
-    (3, 0, {"radix", "groups"}), (3, 20, {"direct", "radix", "groups"})])
+    (1, 0, {"band", "groups"}), (1, 20, {"direct", "groups"}),
+    (3, 0, {"band", "groups"}), (3, 20, {"direct", "band", "groups"})])
 def test_stream_every_row_width_and_branch(topk, direct_max_cols, branches, monkeypatch):
     # ratio 1: row s sees s + 1 keys, so one call covers widths 1, topk, the old band edges
     # (DIRECT_MAX_COLS + 1 and 16·topk ± 1) and long rows with column groups. The workspace makes
-    # 16-row chunks at first: rows 0-15 (width <= 16) go direct or to the radix select, rows
-    # 16-47 are too short for groups when topk = 3 (radix), later rows take column groups; in
-    # selection slices of 5 rows, B = 2, with exact ties.
+    # 16-row chunks at first: rows 0-15 (width <= 16) are their own group maxima or take groups of
+    # 2, rows 16-47 are too short for groups of 4 when topk = 3 (groups of 2), later rows take
+    # groups of 4+; in selection slices of 5 rows, B = 2, with exact ties (some overflow into the
+    # radix select).
     import streamindex.paths.stream as stream_mod
     monkeypatch.setattr(stream_mod, "DIRECT_MAX_COLS", direct_max_cols)
     monkeypatch.setattr(stream_mod, "SELECT_BYTES", 5 * 8 * stream_mod._candidate_capacity(topk))
@@ -171,9 +173,8 @@ def test_stream_every_row_width_and_branch(topk, direct_max_cols, branches, monk
 
 @pytest.mark.parametrize("ratio", [1, 3])
 def test_stream_whole_row_ties_overflow_into_the_radix_select(ratio, monkeypatch):
-    # All-zero scores: every entry of every row ties; the candidates of the long rows overflow and
-    # those rows are selected by the radix select (smallest indices first), short rows go there
-    # directly.
+    # All-zero scores: every entry of every row ties; the candidates overflow and those rows are
+    # selected by the radix select (smallest indices first).
     import streamindex.paths.stream as stream_mod
     monkeypatch.setattr(stream_mod, "DIRECT_MAX_COLS", 0)
     routes = _Routes(monkeypatch)
@@ -217,15 +218,16 @@ def test_topk_2048_exact_and_2049_refused_or_exact(path):
 @pytest.mark.parametrize("path,fp8", [("stream", False), ("stream_fp8", True)])
 def test_precompile_covers_every_kernel_variant_a_call_meets(path, fp8, monkeypatch):
     # The variants of stream's kernels are the constexprs: the score kernel's column group, the
-    # register width of the k-th group maximum, the gather's group and the selection's capacity.
+    # register width of the k-th group maximum, the gather's group and the selection's capacity
+    # (the radix select has one).
     # Whatever precompile launches must include whatever a real call then launches.
-    import triton
-
     import streamindex.paths.stream as stream_mod
+    from streamindex.kernels.candidates import kth_register_width
     seen = []
     for name, key in (("score_tile", lambda a, kw: kw.get("group", 0)),
-                      ("kth_group_max", lambda a, kw: triton.next_power_of_2(a[0].shape[1])),
+                      ("kth_group_max", lambda a, kw: kth_register_width(a[0].shape[1])),
                       ("gather_candidates", lambda a, kw: a[2]),
+                      ("radix_select", lambda a, kw: 0),
                       ("select_candidates", lambda a, kw: a[0].shape[1])):
         real = getattr(stream_mod, name)
 
@@ -243,6 +245,7 @@ def test_precompile_covers_every_kernel_variant_a_call_meets(path, fp8, monkeypa
     seen.clear()
     before = si.indexer_topk(q, k, w, 3, ratio=1, path=path, **kw)
     assert set(seen) <= built, f"not precompiled: {set(seen) - built}"
-    assert {n for n, _ in seen} >= {"score_tile", "kth_group_max", "gather_candidates", "select_candidates"}
+    assert {n for n, _ in seen} == {"score_tile", "kth_group_max", "gather_candidates", "radix_select",
+                                    "select_candidates"}
     si.precompile(q, k, w, 3, ratio=1, path=path, **kw)
     assert torch.equal(si.indexer_topk(q, k, w, 3, ratio=1, path=path, **kw), before)

@@ -114,16 +114,80 @@ def precompile_cold(model, S, fp8=False):
     return row
 
 
+def score_kernel_ab(S=262144, rows=1024):
+    """The score kernel alone on the last ``rows`` queries of S (V4-Flash, bf16, group 128): the
+    kernel of f7060e5 (``.dev/score_tile_f7060e5.py``, if present) beside today's, with the
+    non-finite check on and off, in one run."""
+    import importlib.util
+
+    from streamindex.kernels.score_tile import score_tile
+    from triton.testing import do_bench
+    q, k, w, _ = inputs("v4_flash", S, seed=0)
+    T, s0 = k.shape[1], S - rows
+    n_cols = (S - 1 + 1) // 4
+    ld = -(-n_cols // 16) * 16
+    out = torch.empty(1, rows, ld, device="cuda")
+    gmax = torch.empty(1, rows, ld // 128, device="cuda")
+    flag = torch.zeros(1, dtype=torch.int32, device="cuda")
+    flops = 2 * 64 * 128 * sum(min(T, (s + 1) // 4) for s in range(s0, S))
+    res = []
+    variants = {
+        "new check": lambda: score_tile(q, k, w, out[:, :, :n_cols], s0=s0, T=T, ratio=4, offset=0, nonfinite=flag,
+                                        group_max=gmax, group=128, num_stages=4, check_finite=True, n_store=ld),
+        "new nocheck": lambda: score_tile(q, k, w, out[:, :, :n_cols], s0=s0, T=T, ratio=4, offset=0, nonfinite=flag,
+                                          group_max=gmax, group=128, num_stages=4, check_finite=False, n_store=ld),
+    }
+    old_path = os.path.join(os.path.dirname(__file__), "..", ".dev", "score_tile_f7060e5.py")
+    if os.path.exists(old_path):
+        spec = importlib.util.spec_from_file_location("score_tile_old", old_path)
+        old = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(old)
+        out_old = torch.empty(1, rows, n_cols, device="cuda")
+        variants["f7060e5"] = lambda: old.score_tile(q, k, w, out_old, s0=s0, T=T, ratio=4, offset=0, group_max=gmax,
+                                                     group=128, num_stages=4)
+    for rep in range(2):
+        for name, fn in variants.items():
+            ms = do_bench(fn, warmup=20, rep=200, return_mode="median")
+            res.append(dict(variant=name, rep=rep, ms=round(ms, 3), tflops=round(flops / ms / 1e9, 1)))
+            print(json.dumps(res[-1]), flush=True)
+    del q, k, w, out
+    torch.cuda.empty_cache()
+    return res
+
+
+def check_memory():
+    """Bytes allocated by full reductions over a strided bf16 q (the input check's building blocks)."""
+    big = torch.randn(1, 65536, 128, 128, device="cuda", dtype=torch.bfloat16)
+    q = big[:, :, ::2]
+    out = {}
+    for name, fn in {"aminmax": lambda: torch.aminmax(q), "amax_dims": lambda: q.amax(dim=(0, 1, 2, 3)),
+                     "max": lambda: q.max(), "int8_max": lambda: q.view(torch.int8).max()}.items():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        out[name] = torch.cuda.max_memory_allocated() - before
+    print(json.dumps(dict(check_memory=out)), flush=True)
+    del big, q
+    torch.cuda.empty_cache()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
     ap.add_argument("--budget", type=float, default=400)
-    ap.add_argument("--only", default="cases,direct,check,kernels,precompile")
+    ap.add_argument("--only", default="ab,memory,cases,check,kernels,precompile")
     args = ap.parse_args()
     t_start = time.time()
     left = lambda: args.budget - (time.time() - t_start)
     out = dict(gpu=torch.cuda.get_device_name(), torch=torch.__version__, rows=[], kernels=[], precompile=[])
     only = set(args.only.split(","))
+    if "ab" in only:
+        out["score_ab"] = score_kernel_ab()
+    if "memory" in only:
+        out["check_memory"] = check_memory()
     cases = [("v4_flash", 65536), ("v4_pro", 65536), ("v4_flash", 131072), ("v4_pro", 131072),
              ("v3_2", 32768), ("v4_flash", 262144), ("v3_2", 131072), ("v3_2", 16384), ("v4_flash", 32768)]
     if "cases" in only:
@@ -138,13 +202,13 @@ def main():
         for model, S in [("v4_flash", 32768), ("v4_flash", 65536), ("v4_pro", 65536), ("v3_2", 32768)]:
             out["rows"].append(time_case(model, S, direct=0, recall_rows=16))
     if "check" in only and left() > 60:
-        for S in (32768, 262144, 1 << 20):
+        for S in (32768, 1 << 20):
             out["rows"].append(time_case("v4_flash", S, check=True, recall_rows=0, reps=2))
     if "kernels" in only and left() > 60:
-        out["kernels"] += kernel_breakdown("v4_flash", 262144) + kernel_breakdown("v4_flash", 262144, "ties8")
+        out["kernels"] += kernel_breakdown("v4_pro", 65536) + kernel_breakdown("v4_flash", 262144, "ties8")
         out["kernels"] += kernel_breakdown("v3_2", 32768)
     if "precompile" in only:
-        for model, S, fp8 in [("v3_2", 131072, False), ("v4_pro", 65536, False), ("v4_flash", 65536, True)]:
+        for model, S, fp8 in [("v3_2", 131072, False), ("v4_flash", 1 << 20, True)]:
             if left() > 100:
                 out["precompile"].append(precompile_cold(model, S, fp8))
     out["wall_s"] = time.time() - t_start

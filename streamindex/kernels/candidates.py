@@ -1,7 +1,7 @@
 """Candidate selection in Triton: from a score workspace, its per-group maxima and the top-k
 size to the exact, ordered top-k written straight into the output.
 
-Three launches per chunk of rows:
+Four launches per slice of rows:
 
 * :func:`kth_group_max` — ``tau[r]``, the k-th largest group maximum of row ``r``, found exactly by
   a bitwise search over order-preserving integer keys (32 counting passes over registers). At
@@ -13,12 +13,12 @@ Three launches per chunk of rows:
   row, a quarter to an eighth of it.
 * :func:`select_candidates` — sorts each row's candidates on a composite key (score descending,
   index ascending: no ties) in the narrowest power-of-two width that holds them, and writes the
-  first ``topk`` as the contract's output. A row whose candidates did not fit (``count > cap``:
-  massive ties at the threshold, or a row the caller sends straight to it) is selected exactly in
-  the same program by :func:`_radix_select_row`: a 4-pass radix select over the whole score row
-  finds the k-th key, the entries strictly above it are taken and the ties at it are taken by
-  smallest index, counted in index order, never sorted — so no buffer can overflow, whatever the
-  ties, and nothing returns to the host.
+  first ``topk`` as the contract's output.
+* :func:`radix_select` — runs before the sort; a row whose candidates did not fit (``count > cap``:
+  massive ties at the threshold, or a row the caller sends straight to it) is selected exactly
+  from its scores: radix passes find the k-th key, the entries strictly above it are taken and the
+  ties at it are taken by smallest index, counted in index order, never sorted — so no buffer can
+  overflow, whatever the ties, and nothing returns to the host. Other rows exit at once.
 """
 from __future__ import annotations
 
@@ -81,13 +81,25 @@ def live_capacity(topk: int) -> int:
     return 2 * topk
 
 
+#: Register widths of :func:`kth_group_max` (a kernel variant each): a row of G groups takes the
+#: narrowest that holds it, so a handful of variants serve every row length.
+KTH_WIDTHS = (256, 1024, 4096, 8192)
+
+
+def kth_register_width(G: int) -> int:
+    """The width of :data:`KTH_WIDTHS` that holds ``G`` (``G <= 8192``) groups."""
+    for width in KTH_WIDTHS:
+        if G <= width:
+            return width
+    raise ValueError(f"at most {KTH_WIDTHS[-1]} groups per row, got {G}")
+
+
 def kth_group_max(gmax: torch.Tensor, topk: int, live_cap: int | None = None) -> Threshold:
     """``tau``, the exact ``topk``-th largest value of each row of ``gmax`` [R, G] fp32 (no NaN;
     ``-inf`` when the row has fewer than ``topk`` entries), and the ids of the groups that reach
     it and are not ``-inf`` (the first ``live_cap``, default :func:`live_capacity`), with zeroed
     counters for the gather. With ``group = 1`` (``gmax`` = the scores) the live groups are the
-    candidates themselves. The row is held in registers (``next_power_of_2(G)`` wide; a variant per
-    width)."""
+    candidates themselves. The row is held in registers (:func:`kth_register_width` wide)."""
     R, G = gmax.shape
     assert gmax.stride(1) == 1
     live_cap = live_cap or live_capacity(topk)
@@ -97,7 +109,7 @@ def kth_group_max(gmax: torch.Tensor, topk: int, live_cap: int | None = None) ->
                    torch.empty(R, dtype=torch.int32, device=dev),
                    torch.empty(R, dtype=torch.int32, device=dev))
     if R:
-        block_g = triton.next_power_of_2(G)
+        block_g = kth_register_width(G)
         kth_group_max_kernel[(R,)](gmax, th.tau, th.live, th.n_live, th.count, G, topk, live_cap,
                                    gmax.stride(0), live_cap, BLOCK_G=block_g,
                                    num_warps=8 if block_g >= 4096 else 4)
@@ -174,38 +186,65 @@ def _sort_and_store(CAND_V, CAND_I, cnt, row, b, s, OUT_I, OUT_V, T, ratio, offs
         tl.store(OUT_V + dst, tl.where(ok, val, float("-inf")), mask=j < topk)
 
 
-RADIX_BLOCK = 2048   # entries per step of the radix passes
+RADIX_BLOCK = 4096   # entries per step of the radix passes
+_INT32_MAX = tl.constexpr(2147483647)
+_INT32_MIN = tl.constexpr(-2147483648)
 
 
 @triton.jit
 def _radix_select_row(ROW, n, kk, OUT_V, OUT_I, BLOCK: tl.constexpr):
-    """Write the ``kk`` (``<= n``, ``>= 1``) largest of ``ROW[0 : n]`` (fp32, no NaN) to
+    """Write the ``kk`` (``1 <= kk <= n``) largest of ``ROW[0 : n]`` (fp32, no NaN) to
     ``OUT_V``/``OUT_I`` (values, column indices), unordered except that the ties at the k-th value
-    are the smallest columns. Four 8-bit radix passes over the order-preserving keys find the k-th
-    key ``kappa`` and ``kr``, how many entries equal to it belong to the top ``kk``; a fifth pass
-    emits the entries ``> kappa`` and the first ``kr`` entries ``== kappa`` in column order."""
+    are the smallest columns.
+
+    Radix passes over the int32 order-preserving keys, most significant byte first, find the k-th
+    key ``kappa`` byte by byte and ``kr``, how many entries of its bucket belong to the top ``kk``.
+    They stop early when the bucket holds exactly ``kr`` entries or a single distinct key (massive
+    ties). A last pass emits the entries above ``kappa``'s bucket and the first ``kr`` of the bucket,
+    in column order: ties are counted, never sorted, and no buffer can overflow."""
     bins = tl.arange(0, 256)
-    prefix = tl.full([], 0, tl.int64)
+    kappa = tl.full([], 0, tl.int32)
     kr = kk
+    level = 0            # bytes of kappa decided
+    done = 0
     for p in tl.static_range(4):
-        shift = 24 - 8 * p
-        hist = tl.zeros([256], tl.int32)
-        n_out = 0
-        for c0 in range(0, n, BLOCK):
-            cols = c0 + tl.arange(0, BLOCK)
-            ok = cols < n
-            u = _ordered_key(tl.load(ROW + cols, mask=ok, other=0.0)).to(tl.int64) + 2147483648
-            if p > 0:
-                ok = ok & ((u >> (shift + 8)) == (prefix >> (shift + 8)))
-            # Entries outside the row / prefix go to bin 0 and are taken out again below (portable:
-            # older Triton's histogram has no mask).
-            hist += tl.histogram(tl.where(ok, (u >> shift) & 255, 0).to(tl.int32), 256)
-            n_out += tl.sum((ok == 0).to(tl.int32), axis=0)
-        hist -= tl.where(bins == 0, n_out, 0)
-        at_or_above = tl.sum(hist, axis=0) - tl.cumsum(hist, axis=0) + hist
-        b = tl.max(tl.where(at_or_above >= kr, bins, 0), axis=0)
-        kr -= tl.sum(tl.where(bins > b, hist, 0), axis=0)
-        prefix = prefix | (b.to(tl.int64) << shift)
+        if done == 0:
+            shift = 24 - 8 * p
+            hist = tl.zeros([256], tl.int32)
+            n_out = tl.zeros([BLOCK], tl.int32)
+            lo = tl.full([BLOCK], _INT32_MAX, tl.int32)
+            hi = tl.full([BLOCK], _INT32_MIN, tl.int32)
+            for c0 in range(0, n, BLOCK):
+                cols = c0 + tl.arange(0, BLOCK)
+                ok = cols < n
+                key = _ordered_key(tl.load(ROW + cols, mask=ok, other=0.0))
+                if p > 0:
+                    ok = ok & ((key >> (shift + 8)) == (kappa >> (shift + 8)))
+                digit = (key >> shift) & 255
+                if p == 0:
+                    digit = (digit + 128) & 255              # signed top byte -> 0..255 in order
+                # Entries outside the row / bucket go to bin 0 and are taken out below (portable:
+                # older Triton's histogram has no mask).
+                hist += tl.histogram(tl.where(ok, digit, 0), 256)
+                n_out += (ok == 0).to(tl.int32)
+                lo = tl.minimum(lo, tl.where(ok, key, _INT32_MAX))
+                hi = tl.maximum(hi, tl.where(ok, key, _INT32_MIN))
+            if p > 0 and tl.min(lo, axis=0) == tl.max(hi, axis=0):
+                kappa = tl.min(lo, axis=0)                  # the bucket is one key: all tied
+                level = 4
+                done = 1
+            else:
+                hist -= tl.where(bins == 0, tl.sum(n_out, axis=0), 0)
+                at_or_above = tl.sum(hist, axis=0) - tl.cumsum(hist, axis=0) + hist
+                b = tl.max(tl.where(at_or_above >= kr, bins, 0), axis=0)
+                kr -= tl.sum(tl.where(bins > b, hist, 0), axis=0)
+                byte = b - 128 if p == 0 else b
+                kappa = kappa | (byte << shift)
+                level = p + 1
+                if tl.sum(tl.where(bins == b, hist, 0), axis=0) == kr:
+                    done = 1                                 # the whole bucket is taken
+    sh = 32 - 8 * level
+    top = kappa >> sh
     n_gt = kk - kr
     seen_gt = 0
     seen_eq = 0
@@ -213,9 +252,9 @@ def _radix_select_row(ROW, n, kk, OUT_V, OUT_I, BLOCK: tl.constexpr):
         cols = c0 + tl.arange(0, BLOCK)
         ok = cols < n
         v = tl.load(ROW + cols, mask=ok, other=0.0)
-        u = _ordered_key(v).to(tl.int64) + 2147483648
-        gt = (ok & (u > prefix)).to(tl.int32)
-        eq = (ok & (u == prefix)).to(tl.int32)
+        key = _ordered_key(v) >> sh
+        gt = (ok & (key > top)).to(tl.int32)
+        eq = (ok & (key == top)).to(tl.int32)
         rank_eq = seen_eq + tl.cumsum(eq, axis=0) - eq
         dst = tl.where(gt != 0, seen_gt + tl.cumsum(gt, axis=0) - gt, n_gt + rank_eq)
         keep = (gt != 0) | ((eq != 0) & (rank_eq < kr))
@@ -225,24 +264,44 @@ def _radix_select_row(ROW, n, kk, OUT_V, OUT_I, BLOCK: tl.constexpr):
         seen_eq += tl.sum(eq, axis=0)
 
 
-@triton.jit(do_not_specialize=["row0", "rows_per_b", "s0", "T", "offset", "n_cols", "topk"])
-def select_candidates_kernel(CAND_V, CAND_I, COUNT, WS, OUT_I, OUT_V, row0, rows_per_b, s0, T, ratio,
-                             offset, n_cols, topk, stride_wr, stride_cr, stride_ob, stride_os,
-                             CAP: tl.constexpr, WRITE_V: tl.constexpr, RADIX_BLOCK: tl.constexpr):
+@triton.jit(do_not_specialize=["row0", "rows_per_b", "s0", "T", "offset", "n_cols", "topk", "cap"])
+def radix_select_kernel(WS, COUNT, CAND_V, CAND_I, row0, rows_per_b, s0, T, ratio, offset, n_cols, topk, cap,
+                        stride_wr, stride_cr, BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    if tl.load(COUNT + pid) > cap:
+        row = row0 + pid.to(tl.int64)
+        s = s0 + row % rows_per_b
+        n = tl.minimum(tl.minimum((offset + s + 1) // ratio, T), n_cols).to(tl.int32)
+        kk = tl.minimum(n, topk)
+        if kk > 0:
+            _radix_select_row(WS + row * stride_wr, n, kk, CAND_V + pid.to(tl.int64) * stride_cr,
+                              CAND_I + pid.to(tl.int64) * stride_cr, BLOCK=BLOCK)
+        tl.store(COUNT + pid, kk)
+
+
+def radix_select(scores: torch.Tensor, count: torch.Tensor, vals: torch.Tensor, idx: torch.Tensor, *, row0: int,
+                 rows_per_b: int, s0: int, T: int, ratio: int, offset: int, topk: int) -> None:
+    """For each row ``i`` of the slice with ``count[i] > cap`` (candidates that did not fit, or a
+    row sent here on purpose): select the exact top-``topk`` of its visible scores (row ``row0 + i``
+    of ``scores`` ``[B·r, N]``, query ``s0 + (row0 + i) % r``) into ``vals[i]`` / ``idx[i]``, ties
+    at the k-th score by smallest index, and set ``count[i]`` to how many (``min(topk, visible)``).
+    Other rows are untouched."""
+    R, cap = vals.shape
+    if R == 0:
+        return
+    assert scores.stride(1) == 1 and vals.stride(1) == 1 and idx.stride(0) == vals.stride(0)
+    radix_select_kernel[(R,)](scores, count, vals, idx, row0, rows_per_b, s0, T, ratio, offset, scores.shape[1],
+                              topk, cap, scores.stride(0), vals.stride(0), BLOCK=RADIX_BLOCK, num_warps=8)
+
+
+@triton.jit(do_not_specialize=["row0", "rows_per_b", "s0", "T", "offset", "topk"])
+def select_candidates_kernel(CAND_V, CAND_I, COUNT, OUT_I, OUT_V, row0, rows_per_b, s0, T, ratio, offset, topk,
+                             stride_cr, stride_ob, stride_os, CAP: tl.constexpr, WRITE_V: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     row = row0 + pid
     b = row // rows_per_b
     s = s0 + row % rows_per_b
     cnt = tl.load(COUNT + pid)
-    if cnt > CAP:
-        # The candidates did not fit: select the row exactly from its scores, into its own slots.
-        n_vis = tl.minimum(tl.minimum((offset + s + 1) // ratio, T), n_cols).to(tl.int32)
-        kk = tl.minimum(n_vis, topk)
-        if kk > 0:
-            _radix_select_row(WS + row * stride_wr, n_vis, kk, CAND_V + pid * stride_cr, CAND_I + pid * stride_cr,
-                              BLOCK=RADIX_BLOCK)
-        tl.debug_barrier()   # the sort below reads slots other threads of the program wrote
-        cnt = kk
     # A row holds at least min(topk, visible) candidates; sorting a quarter or half of the slots is
     # 2-5x less work.
     if cnt <= CAP // 4:
@@ -256,24 +315,19 @@ def select_candidates_kernel(CAND_V, CAND_I, COUNT, WS, OUT_I, OUT_V, row0, rows
                         stride_cr, stride_ob, stride_os, W=CAP, WRITE_V=WRITE_V)
 
 
-def select_candidates(vals: torch.Tensor, idx: torch.Tensor, count: torch.Tensor, scores: torch.Tensor,
-                      out_idx: torch.Tensor, out_scores: torch.Tensor | None, *, row0: int, rows_per_b: int,
-                      s0: int, T: int, ratio: int, offset: int) -> None:
-    """Write the exact ordered top-k of rows ``row0 .. row0 + R - 1`` of ``scores`` ``[B·r, N]``
-    (fp32, row ``b·r + i`` = query ``s0 + i`` of batch ``b``, ``r = rows_per_b``, columns = keys
-    ``0 .. N-1``) into ``out_idx[b, s0 + i]`` (int32, ``-1`` beyond the visible keys) and
-    ``out_scores`` if given. ``vals``/``idx`` ``[R, cap]`` hold each row's candidates (the
-    entries of the row at or above a lower bound of its k-th score, ``count`` of them, from
-    :func:`gather_candidates`); a row with ``count > cap`` is selected exactly from ``scores``
-    instead (:func:`_radix_select_row`), its slots reused — set ``count`` above ``cap`` to send
-    rows there directly."""
+def select_candidates(vals: torch.Tensor, idx: torch.Tensor, count: torch.Tensor, out_idx: torch.Tensor,
+                      out_scores: torch.Tensor | None, *, row0: int, rows_per_b: int, s0: int, T: int, ratio: int,
+                      offset: int) -> None:
+    """Write the exact ordered top-k of each row's candidates (``vals``/``idx`` ``[R, cap]``, ``count``
+    of them, at least ``min(topk, visible)`` and at most ``cap``; row ``i`` is query
+    ``s0 + (row0 + i) % rows_per_b`` of batch ``(row0 + i) // rows_per_b``) into ``out_idx[b, s]``
+    (int32, ``-1`` beyond the visible keys) and ``out_scores`` if given."""
     R, cap = vals.shape
     topk = out_idx.shape[2]
-    assert cap & (cap - 1) == 0 and cap >= 4 * topk and scores.stride(1) == 1
+    assert cap & (cap - 1) == 0 and cap >= 4 * topk
     if R == 0:
         return
     ov = out_scores if out_scores is not None else out_idx
-    select_candidates_kernel[(R,)](vals, idx, count, scores, out_idx, ov, row0, rows_per_b, s0, T, ratio,
-                                   offset, scores.shape[1], topk, scores.stride(0), vals.stride(0),
-                                   out_idx.stride(0), out_idx.stride(1), CAP=cap, WRITE_V=out_scores is not None,
-                                   RADIX_BLOCK=RADIX_BLOCK, num_warps=8 if cap >= 2048 else 4)
+    select_candidates_kernel[(R,)](vals, idx, count, out_idx, ov, row0, rows_per_b, s0, T, ratio, offset, topk,
+                                   vals.stride(0), out_idx.stride(0), out_idx.stride(1), CAP=cap,
+                                   WRITE_V=out_scores is not None, num_warps=8 if cap >= 2048 else 4)

@@ -8,7 +8,8 @@ block can see is not computed at all (only filled with ``-inf``). A visible scor
 finite (fp32 overflow of finite inputs) raises a flag in device memory; nothing syncs the host.
 
 The grid is one-dimensional (``tiles × row blocks × batch`` programs, at most 2^31 - 1), so no
-size of S or T can exceed CUDA's 65,535 limit on the other grid dimensions; positions are int64.
+size of S or T can exceed CUDA's 65,535 limit on the other grid dimensions; positions
+(``offset + s``) and memory offsets are int64.
 """
 from __future__ import annotations
 
@@ -19,31 +20,31 @@ import triton.language as tl
 MAX_PROGRAMS = (1 << 31) - 1
 
 
-@triton.jit(do_not_specialize=["s0", "n_rows", "n_cols", "T", "offset", "n_groups", "n_t", "n_s"])
+@triton.jit(do_not_specialize=["s0", "n_rows", "n_cols", "T", "offset", "n_groups", "n_t", "n_s", "check_finite"])
 def score_tile_kernel(Q, K, W, KSCALE, OUT, GMAX, NONFINITE,
-                      s0, n_rows, n_cols, T, ratio, offset, n_t, n_s,
+                      s0, n_rows, n_cols, T, ratio, offset, n_t, n_s, n_store, check_finite,
                       stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_wb, stride_ws,
                       stride_ksb, stride_ob, stride_or, stride_gb, stride_gr, n_groups,
                       H: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr,
                       BLOCK_S: tl.constexpr, BLOCK_T: tl.constexpr,
                       HAS_KSCALE: tl.constexpr, IEEE_FP32: tl.constexpr, GROUP: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
+    pid = tl.program_id(0)
     pid_t = pid % n_t                      # key tiles vary fastest: neighbours share the q rows
-    # (pid, hence rows, cols and s, are int64: no index or position product can overflow)
     pid_s = (pid // n_t) % n_s
-    b = pid // (n_t * n_s)
+    b = (pid // (n_t * n_s)).to(tl.int64)
     rows = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
     cols = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
-    s = s0 + rows                          # int64: offset + s stays exact for any position < 2^62
+    s = s0.to(tl.int64) + rows             # positions in int64: exact for any offset + S <= 2^62
+    off = offset.to(tl.int64)
     row_ok = rows < n_rows
-    n_vis = tl.minimum((offset + s + 1) // ratio, T)
+    n_vis = tl.minimum((off + s + 1) // ratio, T)
     last_row = tl.minimum(pid_s * BLOCK_S + BLOCK_S, n_rows) - 1
-    block_vis = tl.minimum((offset + s0 + last_row + 1) // ratio, T)
+    block_vis = tl.minimum((off + s0.to(tl.int64) + last_row + 1) // ratio, T)
 
     acc = tl.full([BLOCK_S, BLOCK_T], float("-inf"), tl.float32)
     if pid_t * BLOCK_T < block_vis:
         d = tl.arange(0, BLOCK_D)
-        k_tile = tl.load(K + b * stride_kb + cols[None, :] * stride_kt + d[:, None],
+        k_tile = tl.load(K + b * stride_kb + cols[None, :].to(tl.int64) * stride_kt + d[:, None],
                          mask=(cols[None, :] < T) & (d[:, None] < D), other=0.0)      # [BLOCK_D, BLOCK_T]
         q_ptrs = Q + b * stride_qb + s[:, None] * stride_qs + d[None, :]
         q_mask = row_ok[:, None] & (d[None, :] < D)
@@ -61,34 +62,39 @@ def score_tile_kernel(Q, K, W, KSCALE, OUT, GMAX, NONFINITE,
             ks = tl.load(KSCALE + b * stride_ksb + cols, mask=cols < T, other=0.0)
             acc = acc * ks[None, :]
         vis = (cols[None, :] < n_vis[:, None]) & row_ok[:, None]
-        bad = vis & ((acc != acc) | (tl.abs(acc) == float("inf")))
-        if tl.max(bad.to(tl.int32)) > 0:
-            tl.atomic_max(NONFINITE, 1)
+        if check_finite != 0:
+            # NaN and +-inf both fail |x| <= FLT_MAX.
+            if tl.max((vis & ~(tl.abs(acc) <= 3.4028234663852886e38)).to(tl.int32)) > 0:
+                tl.atomic_max(NONFINITE, 1)
         # ``+ 0.0`` folds -0.0 into +0.0 so that equal scores compare and order equal.
         acc = tl.where(vis, acc + 0.0, float("-inf"))
-    out_ptrs = OUT + b * stride_ob + rows[:, None] * stride_or + cols[None, :]
-    tl.store(out_ptrs, acc, mask=row_ok[:, None] & (cols[None, :] < n_cols))
+    out_ptrs = OUT + b * stride_ob + rows[:, None].to(tl.int64) * stride_or + cols[None, :]
+    # Columns n_cols .. n_store - 1 are row padding (-inf), so the mask keeps 16-aligned runs.
+    tl.store(out_ptrs, acc, mask=row_ok[:, None] & (cols[None, :] < n_store))
     if GROUP > 0:
         NG: tl.constexpr = BLOCK_T // GROUP
         gmax = tl.max(tl.reshape(acc, [BLOCK_S, NG, GROUP]), axis=2)
         g = pid_t * NG + tl.arange(0, NG)
-        g_ptrs = GMAX + b * stride_gb + rows[:, None] * stride_gr + g[None, :]
+        g_ptrs = GMAX + b * stride_gb + rows[:, None].to(tl.int64) * stride_gr + g[None, :]
         tl.store(g_ptrs, gmax, mask=row_ok[:, None] & (g[None, :] < n_groups))
 
 
 def score_tile(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, out: torch.Tensor, *, s0: int, T: int,
                ratio: int, offset: int, nonfinite: torch.Tensor, k_scale: torch.Tensor | None = None,
                group_max: torch.Tensor | None = None, group: int = 0, block_s: int = 64,
-               block_t: int = 128, num_warps: int = 4, num_stages: int = 3) -> torch.Tensor:
+               block_t: int = 128, num_warps: int = 4, num_stages: int = 3, check_finite: bool = True,
+               n_store: int | None = None) -> torch.Tensor:
     """Fill ``out`` ``[B, n_rows, n_cols]`` fp32 with the scores of queries ``s0 .. s0+n_rows-1``
     against keys ``0 .. n_cols-1`` (``-inf`` where not visible); set ``nonfinite`` (int32 ``[1]``,
     on q's device) to 1 if a visible score is NaN or infinite.
 
     q ``[B, S, H, D]`` and k ``[B, T, D]`` (bf16 / fp16 / fp32 / fp8 e4m3; last dim contiguous, any
     other strides), w ``[B, S, H]`` fp32 (for fp8, ``w · q_scale``), k_scale ``[B, T]`` fp32 or None.
-    ``out`` may have any row stride (its last dim contiguous). group_max: ``[B, n_rows,
-    cdiv(n_cols, group)]`` fp32 filled with per-group maxima when ``group`` (a power of two
-    dividing ``block_t``) is > 0.
+    ``out`` may have any row stride (its last dim contiguous); ``n_store`` (default ``n_cols``, at
+    most the row stride) columns are written, those past ``n_cols`` with ``-inf``: a multiple of 16
+    keeps the stores vectorised. group_max: ``[B, n_rows, cdiv(n_cols, group)]`` fp32 filled with
+    per-group maxima when ``group`` (a power of two dividing ``block_t``) is > 0. ``check_finite``:
+    flag non-finite visible scores in ``nonfinite`` (off: ``nonfinite`` is not touched).
     """
     B, n_rows, n_cols = out.shape
     H, D = q.shape[2], q.shape[3]
@@ -101,8 +107,10 @@ def score_tile(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, out: torch.Ten
     if group:
         assert group_max is not None and block_t % group == 0 and group_max.stride(2) == 1
     gm = group_max if group else out
+    n_store = n_cols if n_store is None else n_store
+    assert n_cols <= n_store and (n_rows == 1 or n_store <= out.stride(1))
     score_tile_kernel[(n_t * n_s * B,)](
-        q, k, w, ks, out, gm, nonfinite, s0, n_rows, n_cols, T, ratio, offset, n_t, n_s,
+        q, k, w, ks, out, gm, nonfinite, s0, n_rows, n_cols, T, ratio, offset, n_t, n_s, n_store, int(check_finite),
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), w.stride(0), w.stride(1),
         ks.stride(0), out.stride(0), out.stride(1), gm.stride(0), gm.stride(1), gm.shape[2],
         H=H, D=D, BLOCK_D=block_d, BLOCK_S=block_s, BLOCK_T=block_t,

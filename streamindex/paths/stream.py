@@ -3,16 +3,18 @@
 Per query chunk (rows sized by the workspace budget):
 
 1. the Triton score kernel writes the chunk's head-summed scores into the workspace (causal
-   tiles skipped) and, when the rows are long enough, the maximum of every ``group`` columns;
-2. rows with column groups: the k-th largest group maximum ``tau`` is a lower bound of the row's
-   k-th score; one kernel finds it and lists the groups whose maximum reaches it, a second gathers
-   the few entries ``>= tau`` from those groups only;
-3. a third kernel sorts each row's candidates on (score, -index) keys and writes the output row.
-   A row whose candidates do not fit their buffer (massive ties at the threshold), and every row
-   of a chunk too short for column groups, is selected exactly inside that kernel by a radix
-   select over the row's scores (ties at the k-th score taken by smallest index, counted, not
-   sorted). There is no other path: no full-row ``torch.topk``, no re-scoring, and no host
-   synchronisation inside the call except one flag read at the end when ``check_finite`` is on.
+   tiles skipped) and the maximum of every ``group`` columns (rows of at most ``DIRECT_MAX_COLS``
+   keys use ``group = 1``: the scores are their own maxima);
+2. the k-th largest group maximum ``tau`` is a lower bound of the row's k-th score; one kernel
+   finds it and lists the groups whose maximum reaches it, a second gathers the few entries
+   ``>= tau`` from those groups only;
+3. a row whose candidates do not fit their buffer (massive ties at the threshold) is selected
+   exactly from its scores by a radix select (ties at the k-th score taken by smallest index,
+   counted, not sorted); other rows pass through;
+4. a last kernel sorts each row's candidates on (score, -index) keys and writes the output row.
+
+Every row takes these four steps: no full-row ``torch.topk``, no re-scoring, no host
+synchronisation inside the call (one flag read at the end when ``check_finite`` is on).
 
 Exact for any visible width (1 .. T), any ``topk`` from 1 to ``MAX_TOPK`` and any tie structure.
 Extra memory: the workspace plus the selection buffers and the outputs, whatever S is.
@@ -24,10 +26,10 @@ import functools
 import os
 
 import torch
-import triton
 
 from ..chunking import row_chunks
-from ..kernels.candidates import gather_candidates, kth_group_max, select_candidates
+from ..kernels.candidates import (KTH_WIDTHS, gather_candidates, kth_group_max, kth_register_width,
+                                 radix_select, select_candidates)
 from ..kernels.score_tile import score_tile
 from ..problem import IndexerProblem
 from ..quant import quantize_fp8
@@ -39,14 +41,15 @@ DEFAULT_WORKSPACE = 256 << 20
 MAX_TOPK = 2048
 # Workspace bytes per (row, visible key): the fp32 score; the group maxima add 1/group of it.
 BYTES_PER_SCORE = 4
-# Groups per row are at least GROUPS_PER_K · topk, so that tau sits well inside the top.
+# Groups per row are at least GROUPS_PER_K · topk where the rows allow groups of MIN_GROUP, so
+# that tau sits well inside the top; shorter rows take the smallest group that keeps them within
+# MAX_GROUPS (at least 2·topk groups for any topk <= MAX_TOPK once rows exceed DIRECT_MAX_COLS).
 GROUPS_PER_K = 4
 MIN_GROUP = 4
 # At most this many groups per row (the k-th group maximum is found in registers).
 MAX_GROUPS = 8192
 CANDIDATES_PER_K = 4
-# Chunks too short for groups of MIN_GROUP but at most this wide take tau straight from their
-# scores (group 1); wider ones (and all rows if 0) go to the radix select.
+# Rows of at most this many keys are their own group maxima (group 1).
 DIRECT_MAX_COLS = 8192
 # Selection buffers (candidates: cap · 8 B per row) of one launch, at most about this many bytes.
 SELECT_BYTES = 32 << 20
@@ -78,13 +81,17 @@ def _select_rows(topk: int) -> int:
 
 
 def _group_size(min_visible: int, n_cols: int, topk: int, block_t: int) -> int:
-    """Power-of-two column group (≤ ``block_t``) for a chunk whose rows see ``min_visible`` ..
-    ``n_cols`` keys: the largest that leaves every row ``GROUPS_PER_K · topk`` groups, doubled while
-    the widest row has more than ``MAX_GROUPS``; 0 when it would be below ``MIN_GROUP`` (no groups)."""
+    """Power-of-two column group (≤ ``block_t``) of a chunk whose rows see ``min_visible`` ..
+    ``n_cols`` keys: the largest that leaves every row ``GROUPS_PER_K · topk`` groups of at least
+    ``MIN_GROUP``; else 1 when ``n_cols <= DIRECT_MAX_COLS``; else the smallest above 1. In every
+    case doubled while the widest row has more than ``MAX_GROUPS`` groups."""
     g = min(block_t, min_visible // (GROUPS_PER_K * topk))
-    if g < MIN_GROUP:
-        return 0
-    g = 1 << (g.bit_length() - 1)
+    if g >= MIN_GROUP:
+        g = 1 << (g.bit_length() - 1)
+    elif n_cols <= DIRECT_MAX_COLS:
+        return 1
+    else:
+        g = 2
     while g < block_t and -(-n_cols // g) > MAX_GROUPS:
         g *= 2
     return g
@@ -98,27 +105,21 @@ class _Selection:
         self.p, self.out = p, out
         self.cap = _candidate_capacity(p.topk)
         self.rows = _select_rows(p.topk)
-        dev = p.device
-        self.vals = torch.empty((self.rows, self.cap), dtype=torch.float32, device=dev)
-        self.idx = torch.empty((self.rows, self.cap), dtype=torch.int32, device=dev)
-        self.all_exact = torch.full((self.rows,), self.cap + 1, dtype=torch.int32, device=dev)
+        self.vals = torch.empty((self.rows, self.cap), dtype=torch.float32, device=p.device)
+        self.idx = torch.empty((self.rows, self.cap), dtype=torch.int32, device=p.device)
 
-    def run(self, scores: torch.Tensor, gmax: torch.Tensor | None, group: int, s0: int, rows_per_b: int) -> None:
-        """Select rows of ``scores`` ``[B·r, N]`` (row ``b·r + i`` = query ``s0 + i``), with their
-        group maxima ``gmax`` ``[B·r, G]`` of ``group`` columns, or all by radix when ``gmax`` is None."""
+    def run(self, scores: torch.Tensor, gmax: torch.Tensor, group: int, s0: int, rows_per_b: int) -> None:
+        """Select rows of ``scores`` ``[B·r, N]`` (row ``b·r + i`` = query ``s0 + i``) with their
+        group maxima ``gmax`` ``[B·r, G]`` of ``group`` columns (``gmax is scores`` for group 1)."""
         p = self.p
-        R = scores.shape[0]
-        for i0 in range(0, R, self.rows):
-            i1 = min(R, i0 + self.rows)
-            if gmax is None:
-                vals, idx, count = self.vals[:i1 - i0], self.idx[:i1 - i0], self.all_exact[:i1 - i0]
-            else:
-                th = kth_group_max(gmax[i0:i1], p.topk)
-                vals, idx = gather_candidates(scores[i0:i1], th, group, self.cap,
-                                              out=(self.vals[:i1 - i0], self.idx[:i1 - i0]))
-                count = th.count
-            select_candidates(vals, idx, count, scores, self.out.idx, self.out.scores, row0=i0,
-                              rows_per_b=rows_per_b, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset)
+        geo = dict(rows_per_b=rows_per_b, s0=s0, T=p.T, ratio=p.ratio, offset=p.offset)
+        for i0 in range(0, scores.shape[0], self.rows):
+            i1 = min(scores.shape[0], i0 + self.rows)
+            vals, idx = self.vals[:i1 - i0], self.idx[:i1 - i0]
+            th = kth_group_max(gmax[i0:i1], p.topk)
+            gather_candidates(scores[i0:i1], th, group, self.cap, out=(vals, idx))
+            radix_select(scores, th.count, vals, idx, row0=i0, topk=p.topk, **geo)
+            select_candidates(vals, idx, th.count, self.out.idx, self.out.scores, row0=i0, **geo)
 
 
 def _coarsened(gmax: torch.Tensor, G: int, group: int) -> tuple[torch.Tensor, int]:
@@ -148,9 +149,7 @@ def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes,
         r, ld = s1 - s0, _padded(n_cols)
         scores = _workspace(ws, p.B * r * ld).view(p.B * r, ld)[:, :n_cols]
         group = _group_size(p.n_visible(s0), n_cols, p.topk, cfg["block_t"])
-        if not group and n_cols <= DIRECT_MAX_COLS:
-            group = 1                                   # the scores are their own group maxima
-        gmax = None
+        gmax = scores
         if group > 1:
             G = -(-n_cols // group)
             if gmax_buf.numel() < p.B * r * _padded(G):
@@ -158,10 +157,9 @@ def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes,
             gmax = gmax_buf[:p.B * r * _padded(G)].view(p.B * r, _padded(G))[:, :G]
         score_tile(q, k, w, scores.unflatten(0, (p.B, r)), s0=s0, T=p.T, ratio=p.ratio, offset=p.offset,
                    nonfinite=out.nonfinite, k_scale=k_scale, group=group if group > 1 else 0,
-                   group_max=None if gmax is None else gmax.unflatten(0, (p.B, r)), **cfg)
-        if group == 1:
-            gmax = scores
-        elif gmax is not None and gmax.shape[1] > MAX_GROUPS:
+                   group_max=gmax.unflatten(0, (p.B, r)) if group > 1 else None,
+                   check_finite=p.check_finite, n_store=ld, **cfg)
+        if gmax.shape[1] > MAX_GROUPS:
             gmax, group = _coarsened(gmax, gmax.shape[1], group)
         select.run(scores, gmax, group, s0, r)
     return out.result()
@@ -174,14 +172,13 @@ def _workspace(ws: torch.Tensor, n: int) -> torch.Tensor:
 
 def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
     """Build every kernel variant a call on ``p`` can meet, on tiny buffers, so that a timed call at
-    long S compiles nothing: the score kernel per column group the call's rows reach, the k-th
-    group maximum per register width, the gather per group and the selection kernel (which holds
-    the radix select). Sizes are not specialised (``do_not_specialize``, 16-aligned row strides),
-    so these few variants are all there are. ``quantize``: the path quantises float input to e4m3
-    first (``stream_fp8``)."""
+    long S compiles nothing: the score kernel per column group the call's chunks reach, the k-th
+    group maximum per register width (:data:`KTH_WIDTHS`), the gather per group, the radix select
+    and the candidate sort. Sizes are not specialised (``do_not_specialize``, 16-aligned row
+    strides), so these are all the variants there are. ``quantize``: the path quantises float input
+    to e4m3 first (``stream_fp8``)."""
     _check_topk(p, "stream")
-    block_s = _tile_config(p.q)["block_s"]
-    rows = min(p.S, block_s)
+    rows = min(p.S, _tile_config(p.q)["block_s"])
     if p.is_fp8 or quantize:
         q, k, qs, ks = ((p.q, p.k, p.q_scale, p.k_scale) if p.is_fp8 else quantize_fp8(p.q[:, :rows], p.k))
         w = (p.w[:, :rows] * qs[:, :rows]).contiguous()
@@ -191,32 +188,30 @@ def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
         q, k, w, ks = _interpretable(p.q), _interpretable(p.k), p.w, None
     cfg, dev = _tile_config(q), p.device
     widest = max(p.n_visible(0), p.n_visible(p.S - 1))
-    groups = sorted({_group_size(n, n, p.topk, cfg["block_t"]) for n in _powers_up_to(widest)} - {0})
+    groups = {_group_size(lo, n, p.topk, cfg["block_t"]) for n in _powers_up_to(widest) for lo in (n // 2, n)}
+    if widest > MAX_GROUPS * cfg["block_t"]:             # coarsened maxima of the longest rows
+        groups.add(cfg["block_t"] << (-(-widest // (MAX_GROUPS * cfg["block_t"])) - 1).bit_length())
     nonfinite = torch.zeros(1, dtype=torch.int32, device=dev)
     n_cols = 2 * cfg["block_t"]
-    for group in [0] + groups:
-        ws = torch.empty(p.B * rows, _padded(n_cols), dtype=torch.float32, device=dev)[:, :n_cols]
-        gmax = torch.empty(p.B * rows, ROW_ALIGN, dtype=torch.float32, device=dev)[:, :n_cols // max(group, 1)]
+    for group in sorted(g for g in groups | {0} if g != 1 and g <= cfg["block_t"]):
+        ws = torch.empty(p.B * rows, _padded(n_cols), dtype=torch.float32, device=dev)
+        gmax = torch.empty(p.B * rows, _padded(n_cols), dtype=torch.float32, device=dev)[:, :n_cols // max(group, 1)]
         score_tile(q, k, w, ws.unflatten(0, (p.B, rows)), s0=0, T=p.T, ratio=p.ratio, offset=p.offset,
                    nonfinite=nonfinite, k_scale=ks, group_max=gmax.unflatten(0, (p.B, rows)) if group else None,
-                   group=group, **cfg)
-    rows = 4                                             # selection variants: a few rows suffice
+                   group=group, n_store=_padded(n_cols), **cfg)
+    rows = 4                                             # the selection kernels: a few rows suffice
     sel = _Selection(p, TopkOutput(dataclasses.replace(p, q=p.q[:, :rows], w=p.w[:, :rows]), False))
-    widths = set()                                       # register widths of kth_group_max
-    if groups:
-        widths |= {1 << i for i in range((GROUPS_PER_K * p.topk - 1).bit_length(), MAX_GROUPS.bit_length())}
-        if widest > MAX_GROUPS * groups[-1]:             # coarsened maxima of the longest rows
-            groups.append(groups[-1] << (-(-widest // (MAX_GROUPS * groups[-1])) - 1).bit_length())
-    direct = min(widest, DIRECT_MAX_COLS)
-    if direct:
-        widths |= {1 << i for i in range(direct.bit_length() + 1) if 1 << i <= triton.next_power_of_2(direct)}
-    for width, group in [(wd, 1) for wd in sorted(widths)] + [(min(widths), g) for g in groups]:
-        scores = torch.randn(rows, _padded(width * group), device=dev)[:, :width * group]
-        sel.run(scores, scores if group == 1 else scores.reshape(rows, width, group).amax(2), group, 0, rows)
-    sel.run(torch.randn(rows, _padded(n_cols), device=dev)[:, :n_cols], None, 0, 0, rows)
+    most_groups = kth_register_width(min(widest, max(MAX_GROUPS if len(groups) > 1 else 0, DIRECT_MAX_COLS)))
+    for width in (wd for wd in KTH_WIDTHS if wd <= most_groups):
+        scores = torch.randn(rows, width, device=dev)
+        sel.run(scores, scores, 1, 0, rows)
+    for group in sorted(groups - {1}):
+        scores = torch.randn(rows, _padded(16 * group), device=dev)[:, :16 * group]
+        sel.run(scores, scores.reshape(rows, 16, group).amax(2), group, 0, rows)
 
 
 def _powers_up_to(n: int):
+    """1, 2, 4, ... below ``n``, then ``n``."""
     x = 1
     while x < n:
         yield x
