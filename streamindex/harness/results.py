@@ -351,11 +351,13 @@ def _row_problems(path: Path, df: pd.DataFrame, header: list[str]) -> list[list[
         reasons[i].append("no status" if pd.isna(value) else
                           f"status {str(value)[:40]!r} is not one of {'/'.join(schema.STATUSES)}")
     id_only = []
-    for i, row in enumerate(df.assign(**as_numbers).to_dict("records")):
+    measured = set(schema.METRIC_COLUMNS) | set(schema.PROVENANCE_COLUMNS) | {"command"}
+    config = [c for c in header if c not in measured]      # what a cell id may name (and cell_id)
+    for i, row in enumerate(df.assign(**as_numbers)[config].to_dict("records")):
         cid = row.get("cell_id")
         if not isinstance(cid, str) or not cid:
             reasons[i].append("no cell_id")
-        elif not cell_id_matches(cid, row, header):
+        elif not cell_id_matches(cid, row, config):
             if not reasons[i]:
                 id_only.append(i)
             reasons[i].append("its cell_id does not match its configuration columns")
