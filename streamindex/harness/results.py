@@ -16,8 +16,10 @@ outside :data:`schema.STATUSES`, holds text in a column of :data:`NUMERIC_COLUMN
 A damaged line is not a recorded row (so a sweep reruns its cell); it is copied verbatim to the
 side file ``<table>.quarantine`` (e.g. ``bench.csv.quarantine``) and a
 :class:`DamagedRowsWarning` names that file and the line numbers. The next append (or merge)
-rewrites the table without it. A table whose header cannot be read raises
-:class:`TableReadError`, which names the file and the line.
+rewrites the table without it (each distinct damaged line is kept once in the side file). When
+the ``cell_id`` of most rows disagrees with ``schema.cell_id`` (the key fields changed: that is
+not damage), those rows are kept and the warning says so. A table whose header cannot be read
+raises :class:`TableReadError`, which names the file and the line.
 
 The rows :func:`read_table` returns are typed: :data:`NUMERIC_COLUMNS` are numbers,
 :data:`TEXT_COLUMNS` (``status`` among them) are ``str`` or missing (NaN), flags are booleans;
