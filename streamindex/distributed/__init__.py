@@ -9,6 +9,11 @@ CPU ranks on gloo).
 * :func:`csa_forward_distributed` -- the same for :func:`streamindex.csa_forward`.
 * :func:`gather_rows` -- uneven row shards into the full tensor (also for keys that were sharded).
 
+Every rank of the group makes the same call (SPMD). The calls contain collectives only where
+they say so (``S=None``: one all-gather of row counts; ``gather``: point-to-point transfers of
+the result); arguments are checked before any of them, but an error raised on one rank only
+still leaves its peers waiting in their next collective until the process group's timeout.
+
 Every rank holds all compressed keys. Launch one process per GPU (``torchrun --nproc-per-node N``),
 set its device (``torch.cuda.set_device(local_rank)``) and call ``init_process_group("nccl")``;
 keep NVLink multicast off (:func:`keep_multicast_off`). ``tools/distributed_example.py`` is a

@@ -112,6 +112,9 @@ def csa_forward_distributed(x_idx_q_local: torch.Tensor, idx_k: torch.Tensor, id
     for name, t in (("idx_w_local", idx_w_local), ("q_local", q_local), ("out", out)):
         if isinstance(t, torch.Tensor) and (t.dim() < 2 or t.shape[1] != n_local):
             raise ValueError(f"{name} must have x_idx_q_local's {n_local} rows in dim 1, got shape {tuple(t.shape)}")
+    if n_local == 0 and out is None and not isinstance(q_local, torch.Tensor):
+        raise ValueError("a rank without rows needs q_local as a tensor [B, 0, Hq, D] (or out as a tensor) to know "
+                         "the output's shape; a provider is never called there")
     plan = make_plan(n_local, S=S, bounds=bounds, scheme=scheme, row_cost=row_cost, ratio=ratio, offset=offset,
                      T=kv_compressed.shape[1], group=group, device=dev, rows_arg="x_idx_q_local")
 
@@ -147,9 +150,6 @@ def csa_forward_distributed(x_idx_q_local: torch.Tensor, idx_k: torch.Tensor, id
             result = collector.buffer
         if callable(out):
             result = None
-        elif result is None:  # no rows on this rank and no q tensor to size the output: Hq is unknown
-            raise ValueError("a rank without rows needs q_local as a tensor [B, 0, Hq, D] or out as a tensor, "
-                             "to know the output's shape")
         if gather is not None:
             result = gather_rows(result, plan.shards, S=plan.S, group=group, dst=0 if gather == "rank0" else None)
     if timings is not None:

@@ -40,8 +40,8 @@ import statistics
 import sys
 import time
 
-from . import schema
-from .cell_worker import FP8_SLICE_S, _inject_failure, _short_traceback, build_inputs, classify_failure, sample_rows
+from . import cell_worker, schema
+from .cell_worker import _dtype, _inject_failure, _short_traceback, build_inputs, classify_failure, sample_rows
 from .cellspec import CellSpec
 
 DEFAULT_SCHEME = "zigzag"
@@ -132,11 +132,13 @@ def _outcome(exc: BaseException) -> tuple[str, str]:
 
 # ----------------------------------------------------------------------------- inputs
 
-def draw_local_inputs(spec: CellSpec, ranges, fp8: bool, *, S: int | None = None, dtype: str | None = None):
+def draw_local_inputs(spec: CellSpec, ranges, fp8: bool, *, S: int | None = None, dtype: str | None = None,
+                      device=None):
     """This rank's rows of the problem a single-GPU cell draws: ``(q, k, w, q_scale, k_scale)``
     with ``q``, ``w``, ``q_scale`` holding the rows of ``ranges`` (ascending ``(s0, s1)``),
     concatenated, and ``k``, ``k_scale`` whole. ``S`` (default ``spec.S``) and ``dtype`` (default
-    ``spec.dtype``) override the spec's.
+    ``spec.dtype``) override the spec's, and ``device`` (e.g. ``cuda:1``; default ``spec.device``)
+    names the rank's device explicitly.
 
     * ``S <= FP8_SLICE_S`` (or inputs other than ``random``): the whole problem of
       :func:`cell_worker.build_inputs`, then this rank's rows (copied, the rest freed).
@@ -152,14 +154,13 @@ def draw_local_inputs(spec: CellSpec, ranges, fp8: bool, *, S: int | None = None
     from streamindex.quant import quantize_fp8
 
     S = spec.S if S is None else S
-    spec = dataclasses.replace(spec, S=S, dtype=dtype or spec.dtype)
+    spec = dataclasses.replace(spec, S=S, dtype=dtype or spec.dtype, device=str(device or spec.device))
     inputs = getattr(spec, "inputs", "random") or "random"
-    if S <= FP8_SLICE_S or inputs != "random":
+    slice_s = cell_worker.FP8_SLICE_S
+    if S <= slice_s or inputs != "random":
         q, k, w, qs, ks, _, _ = build_inputs(spec, S, fp8)
         take = (lambda x: None if x is None else local_rows(x, ranges).clone())
         return take(q), k, take(w), take(qs), ks
-
-    from .cell_worker import _dtype
 
     T = max(1, S // spec.ratio)
     n_local = sum(s1 - s0 for s0, s1 in ranges)
@@ -168,10 +169,10 @@ def draw_local_inputs(spec: CellSpec, ranges, fp8: bool, *, S: int | None = None
     w = torch.empty(B, n_local, H, dtype=torch.float32, device=dev)
     qs = torch.empty(B, n_local, H, dtype=torch.float32, device=dev) if fp8 else None
     k = ks = None
-    wanted = sorted({0} | {i for s0, s1 in ranges for i in range(s0 // FP8_SLICE_S, (s1 - 1) // FP8_SLICE_S + 1)})
+    wanted = sorted({0} | {i for s0, s1 in ranges for i in range(s0 // slice_s, (s1 - 1) // slice_s + 1)})
     kw = dict(B=B, ratio=spec.ratio, dtype=_dtype(spec.dtype), device=dev)
     for i in wanted:
-        a0, a1 = i * FP8_SLICE_S, min(S, (i + 1) * FP8_SLICE_S)
+        a0, a1 = i * slice_s, min(S, (i + 1) * slice_s)
         qi, ki, wi = make_inputs(a1 - a0, H, D, T=T, seed=spec.seed + i, **kw)
         qsi = None
         if fp8:
@@ -286,7 +287,7 @@ def run_indexer(ranks: Ranks, spec: CellSpec, scheme: str, matmul_rate) -> dict:
 
     def local(S):
         shards = _shards(spec, S, W, scheme)
-        return shards, draw_local_inputs(spec, shards[ranks.rank], fp8, S=S)
+        return shards, draw_local_inputs(spec, shards[ranks.rank], fp8, S=S, device=ranks.device)
 
     def caller(S, shards, inp):
         q, k, w, qs, ks = inp
@@ -408,7 +409,7 @@ def run_csa(ranks: Ranks, spec: CellSpec, scheme: str) -> dict:
     csa_spec = dataclasses.replace(spec, H=int(model["H"]), D=int(model["D"]), topk=topk, ratio=ratio, offset=0, B=1)
 
     def build():
-        xq, ik, iw, _, _ = draw_local_inputs(csa_spec, shards[ranks.rank], False, dtype="bf16")
+        xq, ik, iw, _, _ = draw_local_inputs(csa_spec, shards[ranks.rank], False, dtype="bf16", device=dev)
         g = torch.Generator(device=dev).manual_seed(spec.seed + 1)  # the single-GPU CSA cell's draws
         kvc = torch.randn(1, T, D, device=dev, generator=g).to(torch.bfloat16)
         kvw = torch.randn(1, S, D, device=dev, generator=g).to(torch.bfloat16)
