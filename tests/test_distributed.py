@@ -248,6 +248,11 @@ def run_csa_case(c, rank, W):
     return got
 
 
+def _pythonpath() -> str:
+    """The repository first, then whatever the environment had (the device bundle's paths)."""
+    return os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -262,10 +267,10 @@ def _worker(rank, W, port, out_dir, cell_payloads):
     dist.init_process_group("gloo", rank=rank, world_size=W)
     res = {"indexer": {n: run_indexer_case(c, rank, W) for n, c in indexer_cases(W).items()},
            "csa": {n: run_csa_case(c, rank, W) for n, c in csa_cases().items()}}
-    for name, bad in (("rows", lambda: indexer_topk_distributed(*case_inputs(indexer_cases(W)["ratio1_row_cost"])[:3],
-                                                                 4, ratio=1, S=37, path="materialize")),
-                      ("bounds", lambda: indexer_topk_distributed(*case_inputs(indexer_cases(W)["ratio1_row_cost"])[:3],
-                                                                   4, ratio=1, bounds=[[(0, 37)]], path="materialize"))):
+    q, k, w = case_inputs(indexer_cases(W)["ratio1_row_cost"])[:3]  # all 37 rows on every rank
+    for name, bad in (("rows", lambda: indexer_topk_distributed(q, k, w, 4, ratio=1, S=37, path="materialize")),
+                      ("bounds", lambda: indexer_topk_distributed(q, k, w, 4, ratio=1, bounds=[[(0, 37)]],
+                                                                   path="materialize"))):
         try:
             bad()
             res[f"error_{name}"] = None
@@ -394,7 +399,7 @@ def _check_row_keys(row, S, repeats=2):
 def _torchrun(payload, tmp_path, timeout=120):
     spec, out = tmp_path / "spec.json", tmp_path / "out.json"
     spec.write_text(json.dumps(payload))
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=_pythonpath(), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "streamindex.harness.distributed_cell", str(spec), str(out)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

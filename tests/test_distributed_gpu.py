@@ -33,6 +33,11 @@ REPO = Path(__file__).resolve().parents[1]
 H, D, TOPK, RATIO = 64, 128, 512, 4
 
 
+def _pythonpath() -> str:
+    """The repository first, then whatever the environment had (the device bundle's paths)."""
+    return os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -173,7 +178,7 @@ def test_cell_on_two_gpus_under_torchrun(tmp_path):
                            proxy_warmup_above_S=None, cell_timeout_s=420, matmul=[690.0, "bf16 8192^3"], n_gpus=2)
     spec, out = tmp_path / "spec.json", tmp_path / "out.json"
     spec.write_text(json.dumps(payload))
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=_pythonpath())
     env.pop("TRITON_INTERPRET", None)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "streamindex.harness.distributed_cell", str(spec), str(out)],

@@ -90,7 +90,8 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
     t = torch.tensor([min(times)], dtype=torch.float64, device=dev)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    msg = f"rank {rank}: rows {mine} ({n_local}) idx {tuple(idx.shape)} in {min(times):.4f} s; slowest rank {t.item():.4f} s"
+    msg = (f"rank {rank}: rows {mine} ({n_local}) idx {tuple(idx.shape)} in {min(times):.4f} s; "
+           f"slowest rank {t.item():.4f} s")
     if args.rows:
         recs, base = [], 0
         for s0, s1 in mine:

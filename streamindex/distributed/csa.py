@@ -101,7 +101,8 @@ def csa_forward_distributed(x_idx_q_local: torch.Tensor, idx_k: torch.Tensor, id
             t.unsqueeze(0) for t in (x_idx_q_local, idx_k, idx_w_local, kv_compressed, kv_window))
         if isinstance(q_local, torch.Tensor):
             if q_local.dim() != 3:
-                raise ValueError(f"q_local must be [n_local, Hq, D] like x_idx_q_local, got shape {tuple(q_local.shape)}")
+                raise ValueError("q_local must be [n_local, Hq, D] like x_idx_q_local, got shape "
+                                 f"{tuple(q_local.shape)}")
             q_local = q_local.unsqueeze(0)
         if isinstance(out, torch.Tensor):
             out = out.unsqueeze(0)

@@ -118,8 +118,8 @@ def _local_topk(plan, q, k, w, topk, ratio, offset, q_scale, k_scale, return_sco
         n = s1 - s0
         sl = slice(base, base + n)
         whole = n == q.shape[1]
-        res = indexer_topk(q if whole else q[:, sl], k, w if whole else w[:, sl], topk, ratio=ratio,
-                           offset=offset + s0, q_scale=None if q_scale is None else (q_scale if whole else q_scale[:, sl]),
+        rows = (lambda t: t if t is None or whole else t[:, sl])
+        res = indexer_topk(rows(q), k, rows(w), topk, ratio=ratio, offset=offset + s0, q_scale=rows(q_scale),
                            k_scale=k_scale, return_scores=return_scores, **indexer_kw)
         return list(res) if return_scores else [res]
 

@@ -44,7 +44,8 @@ def make_plan(n_local: int, *, S, bounds, scheme: str, row_cost, ratio: int, off
         try:
             S_b = max((int(s1) for ranks in bounds for _, s1 in ranks), default=0)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"bounds must be a list (one per rank) of lists of (s0, s1) pairs, got {bounds!r}") from exc
+            raise ValueError(f"bounds must be a list (one per rank) of lists of (s0, s1) pairs, got {bounds!r}") \
+                from exc
         if S_b < 1:
             raise ValueError(f"bounds must cover [0, S) for some S >= 1, got {bounds!r}")
         if S is not None and check_int("S", S, 1) != S_b:

@@ -160,7 +160,12 @@ def local_rows(x, ranges, dim: int = 1):
     parts = [x.narrow(dim, s0, s1 - s0) for s0, s1 in ranges]
     if not parts:
         return x.narrow(dim, 0, 0)
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=dim)
+    if len(parts) == 1:
+        return parts[0]
+    if x.element_size() == 1 and x.dtype not in (torch.uint8, torch.int8, torch.bool):
+        # fp8: concatenate the bytes (not every torch build has cat kernels for float8 types)
+        return torch.cat([p.view(torch.uint8) for p in parts], dim=dim).view(x.dtype)
+    return torch.cat(parts, dim=dim)
 
 
 def with_local_base(ranges) -> list[tuple[int, int, int]]:

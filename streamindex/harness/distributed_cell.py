@@ -262,7 +262,8 @@ def summarise(recs: list, world_size: int) -> dict:
     first = recs[0]
     return {
         "time_s": statistics.median(times), "n_repeats": len(recs),
-        "peak_alloc_gib": max(r["peak"] for r in first) / 2**30, "peak_extra_gib": max(r["extra"] for r in first) / 2**30,
+        "peak_alloc_gib": max(r["peak"] for r in first) / 2**30,
+        "peak_extra_gib": max(r["extra"] for r in first) / 2**30,
         "rank_times": per_rank,
     }
 
@@ -367,7 +368,8 @@ def run_indexer(ranks: Ranks, spec: CellSpec, scheme: str, matmul_rate) -> dict:
                     continue
                 rec = tie_aware_recall(idx[:, sl], q[:, sl], k, w[:, sl], topk=spec.topk, ratio=spec.ratio,
                                        offset=spec.offset + s0, rows=torch.tensor(mine_rows, device=q.device),
-                                       q_scale=None if qs is None else qs[:, sl], k_scale=ks, tol_factor=spec.tol_factor)
+                                       q_scale=None if qs is None else qs[:, sl], k_scale=ks,
+                                       tol_factor=spec.tol_factor)
                 vals += rec.flatten().tolist()
             return vals
         _, per_rank = phase(ranks, recall, share=lambda v: v)
