@@ -267,6 +267,13 @@ def _worker(rank, W, port, out_dir, cell_payloads):
     dist.init_process_group("gloo", rank=rank, world_size=W)
     res = {"indexer": {n: run_indexer_case(c, rank, W) for n, c in indexer_cases(W).items()},
            "csa": {n: run_csa_case(c, rank, W) for n, c in csa_cases().items()}}
+    # keys sharded by a context-parallel compressor, assembled into a preallocated buffer
+    k = case_inputs(indexer_cases(W)["contiguous_B2_offset_scores_gather_all"])[1]
+    key_shards = [[(t0, t1)] for t0, t1 in
+                  ((k.shape[1] * r // W, k.shape[1] * (r + 1) // W) for r in range(W))]
+    buf = torch.full_like(k, float("nan"))
+    got = gather_rows(local_rows(k, key_shards[rank]).clone(), key_shards, S=k.shape[1], dst=None, out=buf)
+    res["keys_gathered"] = got is buf and torch.equal(buf, k)
     q, k, w = case_inputs(indexer_cases(W)["ratio1_row_cost"])[:3]  # all 37 rows on every rank
     for name, bad in (("rows", lambda: indexer_topk_distributed(q, k, w, 4, ratio=1, S=37, path="materialize")),
                       ("bounds", lambda: indexer_topk_distributed(q, k, w, 4, ratio=1, bounds=[[(0, 37)]],
@@ -369,6 +376,7 @@ def test_ranks_match_single_process(W, tmp_path):
     _check_indexer(results, W)
     _check_csa(results, W)
     for r in range(W):
+        assert results[r]["lib"]["keys_gathered"]
         assert "query rows but rank" in results[r]["lib"]["error_rows"]
         assert f"bounds must hold one list of ranges per rank of the group ({W})" in results[r]["lib"]["error_bounds"]
     if W == 2:
