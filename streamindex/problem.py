@@ -26,8 +26,10 @@ class IndexerProblem:
         q_scale: ``[B, S, H]`` fp32 per-(token, head) dequantisation scales (fp8 only).
         k_scale: ``[B, T]`` fp32 per-token dequantisation scales (fp8 only).
         squeeze: the caller passed unbatched tensors; outputs drop the batch dim.
-        check_finite: the values were checked (finite inputs, scales > 0) and the paths must raise
-            when a visible score overflows fp32 (one host synchronisation at the end of the call).
+        check_finite: the values were checked (finite inputs, scales > 0).
+        scores_may_overflow: the inputs were checked and their Cauchy-Schwarz bound on |score| does
+            not rule out fp32 overflow: the paths must then check the visible scores and raise (one
+            more host synchronisation, at the end of the call). False for ordinary inputs.
     """
 
     q: torch.Tensor
@@ -40,6 +42,7 @@ class IndexerProblem:
     k_scale: torch.Tensor | None = None
     squeeze: bool = False
     check_finite: bool = False
+    scores_may_overflow: bool = False
 
     @property
     def B(self) -> int:
@@ -134,13 +137,12 @@ class IndexerProblem:
             _check_scale("k_scale", k_scale, (B, k.shape[1]), q.device)
         elif q_scale is not None or k_scale is not None:
             raise ValueError("q_scale / k_scale are only accepted with fp8 q and k")
-        if check_finite:
-            _check_values(q=q, k=k, w=w, q_scale=q_scale, k_scale=k_scale)
+        may_overflow = check_finite and _check_values(q=q, k=k, w=w, q_scale=q_scale, k_scale=k_scale)
         return cls(q=_last_dim_contiguous(q), k=_last_dim_contiguous(k), w=_last_dim_contiguous(w), topk=int(topk),
                    ratio=int(ratio), offset=int(offset),
                    q_scale=None if q_scale is None else q_scale.contiguous(),
                    k_scale=None if k_scale is None else k_scale.contiguous(), squeeze=squeeze,
-                   check_finite=bool(check_finite))
+                   check_finite=bool(check_finite), scores_may_overflow=bool(may_overflow))
 
 
 def visible_counts(S: int, T: int, ratio: int, offset: int, device, s_start: int = 0) -> torch.Tensor:
@@ -158,22 +160,59 @@ def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
 
 
+def _all_dims(t: torch.Tensor) -> tuple[int, ...]:
+    return tuple(range(t.dim()))
+
+
 def _nonfinite(t: torch.Tensor) -> torch.Tensor:
-    """0-dim bool on ``t``'s device: whether ``t`` holds NaN or Inf. Full reductions only: no copy of
-    a non-contiguous ``t``, no temporary of its size, no host synchronisation."""
+    """0-dim bool on ``t``'s device: whether ``t`` holds NaN or Inf. Reductions over explicit dims
+    read a strided ``t`` in place (a bare ``max()`` / ``aminmax`` copies it first): no copy, no
+    temporary of its size, no host synchronisation."""
     if t.numel() == 0:
         return torch.zeros((), dtype=torch.bool, device=t.device)
+    dims = _all_dims(t)
     if t.dtype in FP8_DTYPES:
         # e4m3fn has no Inf; its NaNs are the bytes 0x7F and 0xFF: the int8 maximum 127 and the
         # uint8 maximum 255, so two reductions over byte views find them.
-        return (t.view(torch.int8).max() == 127) | (t.view(torch.uint8).max() == 255)
-    lo, hi = torch.aminmax(t)
-    return ~(torch.isfinite(lo) & torch.isfinite(hi))
+        return (t.view(torch.int8).amax(dim=dims) == 127) | (t.view(torch.uint8).amax(dim=dims) == 255)
+    return ~(torch.isfinite(t.amax(dim=dims)) & torch.isfinite(t.amin(dim=dims)))
 
 
-def _check_values(**tensors) -> None:
+#: A Cauchy-Schwarz bound on |score| below this rules out fp32 overflow anywhere in the sum
+#: (every partial sum is bounded by it too); a quarter of FLT_MAX leaves room for rounding.
+OVERFLOW_BOUND = torch.finfo(torch.float32).max / 4
+_NORM_SLICE = 1 << 22       # elements of q / k whose norms are taken at once (bounded temporaries)
+
+
+def _row_norms(x: torch.Tensor, scale: torch.Tensor | None):
+    """Yield fp32 ``‖x[..., :]‖`` (times ``scale``) over slices of the leading rows of ``x[b]``."""
+    per_row = max(1, x[0, 0].numel())
+    step = max(1, _NORM_SLICE // per_row)
+    for b in range(x.shape[0]):
+        for i in range(0, x.shape[1], step):
+            part = x[b, i:i + step]
+            n = torch.linalg.vector_norm(part.float() if part.dtype in FP8_DTYPES else part, dim=-1,
+                                         dtype=torch.float32)
+            yield b, i, n if scale is None else n * scale[b, i:i + step]
+
+
+def _score_bound(q, k, w, q_scale, k_scale) -> torch.Tensor:
+    """0-dim fp32: ``max_b max_s Σ_h |w[b,s,h]|·‖q[b,s,h]‖ · max_t ‖k[b,t]‖`` (with the fp8 scales),
+    an upper bound of every |partial score| the paths accumulate."""
+    kmax = torch.zeros(q.shape[0], device=q.device)
+    for b, _, n in _row_norms(k, k_scale):
+        kmax[b] = torch.maximum(kmax[b], n.amax())
+    bound = torch.zeros((), device=q.device)
+    for b, i, n in _row_norms(q, q_scale):
+        rows = (n * w[b, i:i + n.shape[0]].abs()).sum(-1)
+        bound = torch.maximum(bound, rows.amax() * kmax[b])
+    return bound
+
+
+def _check_values(**tensors) -> bool:
     """Raise a ValueError naming the first tensor with NaN / Inf, or a scale that is not > 0.
-    One host synchronisation for all of them."""
+    Returns whether the scores may overflow fp32 (:func:`_score_bound` at least
+    :data:`OVERFLOW_BOUND`). One host synchronisation for all of it."""
     names, flags = [], []
     for name, t in tensors.items():
         if t is None:
@@ -182,11 +221,15 @@ def _check_values(**tensors) -> None:
         flags.append(_nonfinite(t))
         if name.endswith("_scale") and t.numel():
             names.append((name, "must be > 0 (the scales fold outside the relu)"))
-            flags.append(t.min() <= 0)
-    for (name, what), bad in zip(names, torch.stack(flags).tolist()):
-        if bad:
+            flags.append(t.amin(dim=_all_dims(t)) <= 0)
+    q, k, w = tensors["q"], tensors["k"], tensors["w"]
+    flags.append(~(_score_bound(q, k, w, tensors.get("q_scale"), tensors.get("k_scale")) < OVERFLOW_BOUND))
+    *bad, may_overflow = torch.stack(flags).tolist()
+    for (name, what), is_bad in zip(names, bad):
+        if is_bad:
             raise ValueError(f"{name} {what} (check_finite=False skips these checks; the indices are then "
                              "unspecified for rows whose scores are not finite)")
+    return bool(may_overflow)
 
 
 def sum_min_floor(lo: int, hi: int, ratio: int, cap: int) -> int:

@@ -27,18 +27,18 @@ def _i(*names, t="i32"):
 
 
 SCORE_SIG = {"Q": "*bf16", "K": "*bf16", "W": "*fp32", "KSCALE": "*fp32", "OUT": "*fp32", "GMAX": "*fp32",
-             "NONFINITE": "*i32", **_i("s0", "n_rows", "n_cols", "T", "ratio", "offset", "n_t", "n_s", "n_store",
-                                        "check_finite"),
+             "NONFINITE": "*i32", **_i("s0", "n_rows", "n_cols", "T", "ratio", "offset", "n_t", "n_s", "n_store"),
              **_i("stride_qb", "stride_qs", "stride_qh", "stride_kb", "stride_kt", "stride_wb", "stride_ws",
                   "stride_ksb", "stride_ob", "stride_or", "stride_gb", "stride_gr", "n_groups"),
-             **_i("H", "D", "BLOCK_D", "BLOCK_S", "BLOCK_T", "HAS_KSCALE", "IEEE_FP32", "GROUP", t="constexpr")}
+             **_i("H", "D", "BLOCK_D", "BLOCK_S", "BLOCK_T", "HAS_KSCALE", "IEEE_FP32", "GROUP", "CHECK_FINITE",
+                  t="constexpr")}
 
 
 def main():
-    for dtype, group in (("bf16", 128), ("bf16", 2), ("fp8e4nv", 0)):
+    for dtype, group, check in (("bf16", 128, False), ("bf16", 2, True), ("fp8e4nv", 0, False)):
         _compile(f"score_tile {dtype} group {group}", st.score_tile_kernel, dict(SCORE_SIG, Q=f"*{dtype}", K=f"*{dtype}"),
                  dict(H=64, D=128, BLOCK_D=128, BLOCK_S=64, BLOCK_T=128, HAS_KSCALE=dtype != "bf16",
-                      IEEE_FP32=False, GROUP=group), num_warps=4, num_stages=4)
+                      IEEE_FP32=False, GROUP=group, CHECK_FINITE=check), num_warps=4, num_stages=4)
     kth = {"GMAX": "*fp32", "TAU": "*fp32", "LIVE": "*i32", "N_LIVE": "*i32", "COUNT": "*i32",
            **_i("n_groups", "topk", "live_cap", "stride_gr", "stride_lr"), "BLOCK_G": "constexpr"}
     for width in c.KTH_WIDTHS:

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from streamindex.kernels.candidates import gather_candidates, kth_group_max, select_candidates
+from streamindex.kernels.candidates import gather_candidates, kth_group_max, radix_select, select_candidates
 
 
 def _rows_with_ties(R, N, seed):
@@ -67,7 +67,7 @@ def test_gather_reports_overflow_when_live_groups_exceed_their_slots():
     assert torch.equal(th.count[[0, 2]], (ws[[0, 2]] >= th.tau[[0, 2], None]).sum(1).int())
 
 
-@pytest.mark.parametrize("n_cand", [6, 7, 9, 16, 20])   # each sort width: cap/4, cap/2, cap (cap = 32)
+@pytest.mark.parametrize("n_cand", [6, 7, 9, 16, 20])   # each sort width: cap/2, cap (cap = 32)
 def test_select_orders_by_score_then_index(n_cand):
     R, cap, topk, S = 3, 32, 6, 40
     g = torch.Generator().manual_seed(n_cand)
@@ -77,9 +77,7 @@ def test_select_orders_by_score_then_index(n_cand):
     count = torch.full((R,), n_cand, dtype=torch.int32)
     out_i = torch.full((1, S, topk), -7, dtype=torch.int32)
     out_v = torch.zeros(1, S, topk)
-    scores = torch.zeros(R, 4)                                    # not read: every row's count <= cap
-    select_candidates(vals, idx, count, scores, out_i, out_v, row0=0, rows_per_b=R, s0=30, T=1000, ratio=1,
-                      offset=0)
+    select_candidates(vals, idx, count, out_i, out_v, row0=0, rows_per_b=R, s0=30, T=1000, ratio=1, offset=0)
     for r in range(R):
         pairs = sorted(zip(vals[r, :n_cand].tolist(), idx[r, :n_cand].tolist()), key=lambda p: (-p[0], p[1]))
         assert out_i[0, 30 + r].tolist() == [i for _, i in pairs[:topk]]
@@ -90,7 +88,8 @@ def test_select_orders_by_score_then_index(n_cand):
 @pytest.mark.parametrize("N,topk", [(1, 1), (5, 5), (300, 7), (4500, 3), (2100, 64)])
 def test_radix_select_of_overflowing_rows_is_exact(N, topk):
     # count > cap sends a row to the radix select over its scores: ties at the k-th value (integers
-    # in [-6, 6], so thousands wide), +-0.0, denormals, rows that see fewer keys than topk, one key.
+    # in [-6, 6], so thousands wide), +-0.0, denormals, rows that see fewer keys than topk, one key;
+    # then the sort writes the ordered output.
     R, cap = 5, 4 * 64
     g = torch.Generator().manual_seed(N + topk)
     scores = torch.randint(-6, 7, (R, N), generator=g).float() / 4
@@ -104,8 +103,14 @@ def test_radix_select_of_overflowing_rows_is_exact(N, topk):
     count = torch.full((R,), cap + 1, dtype=torch.int32)
     out_i = torch.full((1, s0 + R, topk), -7, dtype=torch.int32)
     out_v = torch.zeros(1, s0 + R, topk)
-    select_candidates(vals, idx, count, scores, out_i, out_v, row0=0, rows_per_b=R, s0=s0, T=N, ratio=ratio,
-                      offset=offset)
+    geo = dict(row0=0, rows_per_b=R, s0=s0, T=N, ratio=ratio, offset=offset)
+    count[1] = 3                                                       # a row that fits: left alone
+    radix_select(scores, count, vals, idx, topk=topk, **geo)
+    assert count[1] == 3 and (vals[1] == 7.0).all()
+    count[1] = cap + 1
+    radix_select(scores, count, vals, idx, topk=topk, **geo)
+    assert count.tolist() == [min(topk, N, (offset + s0 + r + 1) // ratio) for r in range(R)]
+    select_candidates(vals, idx, count, out_i, out_v, **geo)
     for r in range(R):
         n_vis = min(N, (offset + s0 + r + 1) // ratio)
         pairs = sorted(((scores[r, j].item() + 0.0, j) for j in range(n_vis)), key=lambda p: (-p[0], p[1]))[:topk]

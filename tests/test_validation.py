@@ -195,3 +195,22 @@ def test_fp8_nan_bytes_are_found(qkw, bad_byte):
     q8.view(torch.uint8).view(-1)[7] = bad_byte
     with pytest.raises(ValueError, match="q contains NaN"):
         si.indexer_topk(q8, k8, w, 4, path="materialize", q_scale=qs, k_scale=ks)
+
+
+def test_overflow_check_runs_only_when_the_bound_allows_overflow(qkw):
+    # Ordinary inputs: the Cauchy-Schwarz bound rules overflow out, so no score check (and no sync)
+    # is needed. Huge but orthogonal q and k: the bound cannot rule it out, the scores are checked,
+    # found finite, and the call succeeds.
+    from streamindex.problem import IndexerProblem
+
+    q, k, w = qkw
+    assert not IndexerProblem.from_args(q, k, w, 4, ratio=4).scores_may_overflow
+    q2, k2 = torch.zeros_like(q), torch.zeros_like(k)
+    q2[..., 0], k2[..., 1] = 1e30, 1e30
+    k2[:, :, 0] = 1.0
+    p = IndexerProblem.from_args(q2, k2, w, 4, ratio=4)
+    assert p.scores_may_overflow
+    for path in ALL_PATHS:
+        if not si.get_path(path).fp8:
+            idx = si.indexer_topk(q2, k2, w, 4, ratio=4, path=path)
+            assert idx.shape == (2, 16, 4)

@@ -116,8 +116,8 @@ def precompile_cold(model, S, fp8=False):
 
 def score_kernel_ab(S=262144, rows=1024):
     """The score kernel alone on the last ``rows`` queries of S (V4-Flash, bf16, group 128): the
-    kernel of f7060e5 (``.dev/score_tile_f7060e5.py``, if present) beside today's, with the
-    non-finite check on and off, in one run."""
+    kernel of f7060e5 (``.dev/score_tile_f7060e5.py``, if present) beside today's and its
+    CHECK_FINITE variant, in one run."""
     import importlib.util
 
     from streamindex.kernels.score_tile import score_tile
@@ -132,10 +132,11 @@ def score_kernel_ab(S=262144, rows=1024):
     flops = 2 * 64 * 128 * sum(min(T, (s + 1) // 4) for s in range(s0, S))
     res = []
     variants = {
-        "new check": lambda: score_tile(q, k, w, out[:, :, :n_cols], s0=s0, T=T, ratio=4, offset=0, nonfinite=flag,
-                                        group_max=gmax, group=128, num_stages=4, check_finite=True, n_store=ld),
-        "new nocheck": lambda: score_tile(q, k, w, out[:, :, :n_cols], s0=s0, T=T, ratio=4, offset=0, nonfinite=flag,
-                                          group_max=gmax, group=128, num_stages=4, check_finite=False, n_store=ld),
+        "new": lambda: score_tile(q, k, w, out[:, :, :n_cols], s0=s0, T=T, ratio=4, offset=0, nonfinite=flag,
+                                  group_max=gmax, group=128, num_stages=4, n_store=ld),
+        "new CHECK_FINITE": lambda: score_tile(q, k, w, out[:, :, :n_cols], s0=s0, T=T, ratio=4, offset=0,
+                                               nonfinite=flag, group_max=gmax, group=128, num_stages=4,
+                                               check_finite=True, n_store=ld),
     }
     old_path = os.path.join(os.path.dirname(__file__), "..", ".dev", "score_tile_f7060e5.py")
     if os.path.exists(old_path):

@@ -4,8 +4,9 @@ One program computes ``score[s, t] = kscale[t] · Σ_h w[s,h] · relu(q[s,h,:] �
 ``BLOCK_S × BLOCK_T`` tile of (query, key) pairs: the key tile is loaded once, the heads are a
 loop of ``tl.dot`` whose fp32 results are relu'd, weighted and summed in registers, so per-head
 logits never reach HBM. Keys not visible from a query get ``-inf``; a tile that no query of the
-block can see is not computed at all (only filled with ``-inf``). A visible score that is not
-finite (fp32 overflow of finite inputs) raises a flag in device memory; nothing syncs the host.
+block can see is not computed at all (only filled with ``-inf``). The ``CHECK_FINITE`` variant
+(for inputs whose bound does not rule out fp32 overflow) raises a device flag when a visible score
+is not finite; nothing syncs the host.
 
 The grid is one-dimensional (``tiles × row blocks × batch`` programs, at most 2^31 - 1), so no
 size of S or T can exceed CUDA's 65,535 limit on the other grid dimensions; positions
@@ -20,26 +21,27 @@ import triton.language as tl
 MAX_PROGRAMS = (1 << 31) - 1
 
 
-@triton.jit(do_not_specialize=["s0", "n_rows", "n_cols", "T", "offset", "n_groups", "n_t", "n_s", "check_finite"])
+@triton.jit(do_not_specialize=["s0", "n_rows", "n_cols", "T", "offset", "n_groups", "n_t", "n_s"])
 def score_tile_kernel(Q, K, W, KSCALE, OUT, GMAX, NONFINITE,
-                      s0, n_rows, n_cols, T, ratio, offset, n_t, n_s, n_store, check_finite,
+                      s0, n_rows, n_cols, T, ratio, offset, n_t, n_s, n_store,
                       stride_qb, stride_qs, stride_qh, stride_kb, stride_kt, stride_wb, stride_ws,
                       stride_ksb, stride_ob, stride_or, stride_gb, stride_gr, n_groups,
                       H: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr,
                       BLOCK_S: tl.constexpr, BLOCK_T: tl.constexpr,
-                      HAS_KSCALE: tl.constexpr, IEEE_FP32: tl.constexpr, GROUP: tl.constexpr):
+                      HAS_KSCALE: tl.constexpr, IEEE_FP32: tl.constexpr, GROUP: tl.constexpr,
+                      CHECK_FINITE: tl.constexpr):
     pid = tl.program_id(0)
     pid_t = pid % n_t                      # key tiles vary fastest: neighbours share the q rows
     pid_s = (pid // n_t) % n_s
     b = (pid // (n_t * n_s)).to(tl.int64)
     rows = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
     cols = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
-    s = s0.to(tl.int64) + rows             # positions in int64: exact for any offset + S <= 2^62
+    s = (s0 + rows).to(tl.int64)           # positions in int64: exact for any offset + S <= 2^62
     off = offset.to(tl.int64)
     row_ok = rows < n_rows
     n_vis = tl.minimum((off + s + 1) // ratio, T)
     last_row = tl.minimum(pid_s * BLOCK_S + BLOCK_S, n_rows) - 1
-    block_vis = tl.minimum((off + s0.to(tl.int64) + last_row + 1) // ratio, T)
+    block_vis = tl.minimum((off + (s0 + last_row + 1)) // ratio, T)
 
     acc = tl.full([BLOCK_S, BLOCK_T], float("-inf"), tl.float32)
     if pid_t * BLOCK_T < block_vis:
@@ -61,10 +63,10 @@ def score_tile_kernel(Q, K, W, KSCALE, OUT, GMAX, NONFINITE,
         if HAS_KSCALE:
             ks = tl.load(KSCALE + b * stride_ksb + cols, mask=cols < T, other=0.0)
             acc = acc * ks[None, :]
-        vis = (cols[None, :] < n_vis[:, None]) & row_ok[:, None]
-        if check_finite != 0:
+        vis = cols[None, :] < n_vis[:, None]
+        if CHECK_FINITE:
             # NaN and +-inf both fail |x| <= FLT_MAX.
-            if tl.max((vis & ~(tl.abs(acc) <= 3.4028234663852886e38)).to(tl.int32)) > 0:
+            if tl.max((vis & row_ok[:, None] & ~(tl.abs(acc) <= 3.4028234663852886e38)).to(tl.int32)) > 0:
                 tl.atomic_max(NONFINITE, 1)
         # ``+ 0.0`` folds -0.0 into +0.0 so that equal scores compare and order equal.
         acc = tl.where(vis, acc + 0.0, float("-inf"))
@@ -82,7 +84,7 @@ def score_tile_kernel(Q, K, W, KSCALE, OUT, GMAX, NONFINITE,
 def score_tile(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, out: torch.Tensor, *, s0: int, T: int,
                ratio: int, offset: int, nonfinite: torch.Tensor, k_scale: torch.Tensor | None = None,
                group_max: torch.Tensor | None = None, group: int = 0, block_s: int = 64,
-               block_t: int = 128, num_warps: int = 4, num_stages: int = 3, check_finite: bool = True,
+               block_t: int = 128, num_warps: int = 4, num_stages: int = 3, check_finite: bool = False,
                n_store: int | None = None) -> torch.Tensor:
     """Fill ``out`` ``[B, n_rows, n_cols]`` fp32 with the scores of queries ``s0 .. s0+n_rows-1``
     against keys ``0 .. n_cols-1`` (``-inf`` where not visible); set ``nonfinite`` (int32 ``[1]``,
@@ -94,7 +96,8 @@ def score_tile(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, out: torch.Ten
     most the row stride) columns are written, those past ``n_cols`` with ``-inf``: a multiple of 16
     keeps the stores vectorised. group_max: ``[B, n_rows, cdiv(n_cols, group)]`` fp32 filled with
     per-group maxima when ``group`` (a power of two dividing ``block_t``) is > 0. ``check_finite``:
-    flag non-finite visible scores in ``nonfinite`` (off: ``nonfinite`` is not touched).
+    flag non-finite visible scores in ``nonfinite`` (a kernel variant of its own; off, the default,
+    ``nonfinite`` is not touched).
     """
     B, n_rows, n_cols = out.shape
     H, D = q.shape[2], q.shape[3]
@@ -110,10 +113,10 @@ def score_tile(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, out: torch.Ten
     n_store = n_cols if n_store is None else n_store
     assert n_cols <= n_store and (n_rows == 1 or n_store <= out.stride(1))
     score_tile_kernel[(n_t * n_s * B,)](
-        q, k, w, ks, out, gm, nonfinite, s0, n_rows, n_cols, T, ratio, offset, n_t, n_s, n_store, int(check_finite),
+        q, k, w, ks, out, gm, nonfinite, s0, n_rows, n_cols, T, ratio, offset, n_t, n_s, n_store,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), w.stride(0), w.stride(1),
         ks.stride(0), out.stride(0), out.stride(1), gm.stride(0), gm.stride(1), gm.shape[2],
         H=H, D=D, BLOCK_D=block_d, BLOCK_S=block_s, BLOCK_T=block_t,
         HAS_KSCALE=k_scale is not None, IEEE_FP32=q.dtype == torch.float32, GROUP=group,
-        num_warps=num_warps, num_stages=num_stages)
+        CHECK_FINITE=check_finite, num_warps=num_warps, num_stages=num_stages)
     return out

@@ -10,7 +10,8 @@ from ..select import finalize
 class TopkOutput:
     """``idx`` int32 ``[B, S, topk]`` (and ``scores`` fp32 when asked), filled chunk by chunk, and
     ``nonfinite`` (int32 ``[1]`` on the device): set by the paths when a visible score is NaN or
-    infinite, read once by :meth:`result` when the problem asks for checks."""
+    infinite, read once by :meth:`result` -- only for problems whose inputs do not rule out fp32
+    overflow (``scores_may_overflow``); otherwise nothing is checked and nothing syncs."""
 
     def __init__(self, p: IndexerProblem, return_scores: bool):
         self.p = p
@@ -23,7 +24,7 @@ class TopkOutput:
         """Flag (no host sync) when ``scores`` ``[B, r, c]`` -- keys ``t0 .. t0+c-1`` of queries ``s0 ..``,
         invisible entries already ``-inf`` -- hold a visible entry that is NaN or infinite: more
         non-finite entries in a row than it has invisible ones."""
-        if not self.p.check_finite:
+        if not self.p.scores_may_overflow:
             return
         r, c = scores.shape[-2:]
         invisible = c - (self.p.visible_counts(s0, s0 + r) - t0).clamp(min=0, max=c)
@@ -50,7 +51,7 @@ class TopkOutput:
 
     def result(self):
         """``(idx, scores)``; raises ValueError when checks are on and a visible score overflowed fp32."""
-        if self.p.check_finite and bool(self.nonfinite.item()):
+        if self.p.scores_may_overflow and bool(self.nonfinite.item()):
             raise ValueError("some visible scores are not finite in fp32 although the inputs are (|q|, |k| or w "
                              "so large that the head sum overflows): scale the inputs down; with "
                              "check_finite=False the indices of such rows are unspecified")

@@ -37,7 +37,7 @@ from ..registry import register_path
 from .output import TopkOutput
 
 DEFAULT_WORKSPACE = 256 << 20
-#: Largest ``topk`` the selection kernels hold (the candidate sort is 4·topk wide in registers).
+#: Largest ``topk`` the selection kernels hold (the candidate sort is up to 4·topk wide in registers).
 MAX_TOPK = 2048
 # Workspace bytes per (row, visible key): the fp32 score; the group maxima add 1/group of it.
 BYTES_PER_SCORE = 4
@@ -48,7 +48,7 @@ GROUPS_PER_K = 4
 MIN_GROUP = 4
 # At most this many groups per row (the k-th group maximum is found in registers).
 MAX_GROUPS = 8192
-CANDIDATES_PER_K = 4
+CANDIDATES_PER_K = 2
 # Rows of at most this many keys are their own group maxima (group 1).
 DIRECT_MAX_COLS = 8192
 # Selection buffers (candidates: cap · 8 B per row) of one launch, at most about this many bytes.
@@ -158,7 +158,7 @@ def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes,
         score_tile(q, k, w, scores.unflatten(0, (p.B, r)), s0=s0, T=p.T, ratio=p.ratio, offset=p.offset,
                    nonfinite=out.nonfinite, k_scale=k_scale, group=group if group > 1 else 0,
                    group_max=gmax.unflatten(0, (p.B, r)) if group > 1 else None,
-                   check_finite=p.check_finite, n_store=ld, **cfg)
+                   check_finite=p.scores_may_overflow, n_store=ld, **cfg)
         if gmax.shape[1] > MAX_GROUPS:
             gmax, group = _coarsened(gmax, gmax.shape[1], group)
         select.run(scores, gmax, group, s0, r)
