@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -95,14 +96,25 @@ def cubin_stats(cubin: Path) -> dict:
     sass = subprocess.run([tool, "-sass", str(cubin)], capture_output=True, text=True).stdout
     stats["ldl_stl"] = sum(1 for line in sass.splitlines() if " LDL" in line or " STL" in line)
     stats["hgmma"] = sum(1 for line in sass.splitlines() if "HGMMA" in line)
+    # registers touched in each warp-specialised region: from a setmaxnreg to the region's
+    # unconditional EXIT, reported as "limit:highest register used + 1"
+    regions, cur, hi = [], None, -1
+    for line in sass.splitlines():
+        m = re.search(r"USETMAXREG\.\w+(?:\.CTAPOOL)?\s+(?:UP0,\s*)?(0x[0-9a-f]+)", line)
+        if m:
+            cur, hi = int(m.group(1), 16), -1
+        elif cur is not None:
+            hi = max([hi] + [int(r) for r in re.findall(r"\bR(\d+)\b", line)])
+            if re.search(r"^\s*/\*[0-9a-f]+\*/\s+EXIT\b", line):
+                regions.append(f"{cur}:{hi + 1}")
+                cur = None
+    stats["nreg_regions"] = " ".join(regions)
     return stats
 
 
 def _dyn_smem(kern) -> int | None:
     """Dynamic shared memory a compiled TileLang kernel launches with: the largest integer constant
     its generated host code passes to the launch (the grid and block sizes are smaller)."""
-    import re
-
     vals = [int(v) for v in re.findall(r"v_int64\) = \(\(int64_t\)(\d+)\)", kern.get_host_source())]
     return max(vals) if vals else None
 
@@ -145,7 +157,8 @@ def _fmt_kernel(r: dict) -> str:
     return (f"{r['variant']:12s} Hq={r['Hq']:3d} topk={r['topk']:4d} grid={str(r['grid']):5s} "
             f"compile {r.get('seconds', float('nan')):5.1f}s  regs {r.get('reg')} (launch bound)  "
             f"stack {r.get('stack')} B  LDL/STL {r.get('ldl_stl')}  HGMMA {r.get('hgmma')}  "
-            f"smem {r.get('shared')} B static + {smem if smem is not None else '?'} B dynamic")
+            f"smem {r.get('shared')} B static + {smem if smem is not None else '?'} B dynamic"
+            + (f"  setmaxnreg:used {r['nreg_regions']}" if r.get("nreg_regions") else ""))
 
 
 # ------------------------------------------------------------------ run (the GPU machine)

@@ -48,6 +48,7 @@ and P exchanges (``seesaw``).
 LOG2E = 1.4426950408889634
 BLOCK_H = 64      # query heads per tile: wgmma's M per warpgroup
 THREADS = 384     # two consumer warpgroups + one producer warpgroup
+LAUNCH_REGS = 168  # registers per thread at launch (65,536 / 384, rounded down to a multiple of 8)
 SCHEDULES = ("split", "seesaw")
 
 
@@ -58,7 +59,7 @@ def ws_shared_bytes(D: int, block_i: int = 64, schedule: str = "split") -> int:
 
 
 def build_ws_kernel(H: int, D: int, topk: int, window: int, scale_log2: float, *, schedule: str = "seesaw",
-                    block_i: int = 64, num_ctas: int | None = None, regs: tuple = (216, 216, 80)):
+                    block_i: int = 64, num_ctas: int | None = None, regs: tuple = (216, 216, 72)):
     """The TileLang ``prim_func`` (not compiled) of the warp-specialised CSA forward.
 
     ``H`` query heads (a multiple of 64); head dim ``D`` (a multiple of 128, <= 512); ``topk``
@@ -66,7 +67,9 @@ def build_ws_kernel(H: int, D: int, topk: int, window: int, scale_log2: float, *
     ``topk/block_i + ceil(window/block_i)`` must be even); sliding ``window``; ``scale_log2`` =
     logit scale × log2 e; ``schedule`` in :data:`SCHEDULES`; ``num_ctas``: persistent grid size
     (``None``: one CTA per tile); ``regs``: ``setmaxnreg`` of consumer 0, consumer 1, producer
-    (multiples of 8 in [24, 256], ``128·sum <= 65536``).
+    (multiples of 8 in [24, 256] summing to at most 504: the CTA's register pool is what it was
+    launched with, 168 per thread at 384 threads, and an increase that the pool cannot serve
+    blocks forever).
 
     Kernel arguments: ``Q [B,S,H,D]`` bf16, ``KVC [B,T,D]``, ``KVW [B,S_kv,D]``, ``Sink [H]`` fp32
     (``-inf`` = no sink), ``Idx [B,S,topk]`` int32, ``Off [1]`` int32 (position of query 0),
@@ -85,8 +88,9 @@ def build_ws_kernel(H: int, D: int, topk: int, window: int, scale_log2: float, *
     if schedule == "seesaw" and NB % 2:
         raise ValueError(f"build_ws_kernel: the seesaw schedule needs an even number of KV blocks, got {NI} + {NW} "
                          "(pad topk with -1 slots)")
-    if 128 * sum(regs) > 65536 or any(r % 8 or not 24 <= r <= 256 for r in regs):
-        raise ValueError(f"build_ws_kernel: regs {regs} must be multiples of 8 in [24, 256] with 128·sum <= 65536")
+    if sum(regs) > 3 * LAUNCH_REGS or any(r % 8 or not 24 <= r <= 256 for r in regs):
+        raise ValueError(f"build_ws_kernel: regs {regs} must be multiples of 8 in [24, 256] summing to at most "
+                         f"{3 * LAUNCH_REGS}")
     HB = H // BH
     DH = D // 2
     NP = NB // 2              # block pairs (seesaw)
