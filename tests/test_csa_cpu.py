@@ -390,3 +390,32 @@ def test_csa_forward_timing_events_cpu_noop():
     assert ev == [] and rel_err(o, ref) < 1e-2  # events are CUDA-only
     with pytest.raises(TypeError, match="timing_events"):
         csa_forward(*args, **kw, chunk=8, attn_impl="reference", indexer_path=oracle_indexer, timing_events={})
+
+
+def test_devcheck_speed_table_round_trip(tmp_path):
+    """The table tools/csa_devcheck.py writes is what attention.choose_impl reads: only
+    implementations whose check and timed output passed, at the largest T per shape."""
+    import importlib.util
+    from pathlib import Path
+
+    from streamindex.csa.attention import topk_bucket
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "csa_devcheck.py"
+    spec = importlib.util.spec_from_file_location("csa_devcheck", path)
+    dc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dc)
+    rows = [dict(stage="time", model="flash", T=65536, Sq=8192, impl="triton", ms=3.0, rel_err=2e-3),
+            dict(stage="time", model="flash", T=262144, Sq=8192, impl="triton", ms=3.5, rel_err=2e-3),
+            dict(stage="time", model="flash", T=262144, Sq=8192, impl="tilelang:seesaw", ms=1.5, rel_err=2e-3),
+            dict(stage="time", model="flash", T=262144, Sq=8192, impl="tilelang:split", ms=1.0, rel_err=0.5),
+            dict(stage="time", model="pro", T=262144, Sq=8192, impl="tilelang:pipelined", ms=4.0, rel_err=2e-3),
+            dict(stage="time", model="pro", T=262144, Sq=8192, impl="tilelang:seesaw", error="boom")]
+    worst = {"triton": 3e-3, "tilelang:seesaw": 4e-3, "tilelang:split": 3e-3, "tilelang:pipelined": 0.2}
+    text = dc.speed_table_text(rows, worst, "NVIDIA H200", "abc1234")
+    (tmp_path / "speed_table.py").write_text(text)
+    spec = importlib.util.spec_from_file_location("speed_table_new", tmp_path / "speed_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    flash = mod.MEASURED[(64, 512, topk_bucket(512))]
+    assert flash["ms"] == {"triton": 3.5, "tilelang:seesaw": 1.5} and flash["gpu"] == "NVIDIA H200"
+    assert (128, 512, 1024) not in mod.MEASURED  # the only Pro row failed its check

@@ -1,7 +1,7 @@
 """CSA attention kernels: precompile them without a GPU, and check and time them on one in one run.
 
     python tools/csa_devcheck.py precompile [--cache .dev/tlcache] [--sms 132]     # any machine with nvcc
-    . .dev/prelude.sh && python3 tools/csa_devcheck.py run --budget 280          # the GPU machine
+    . .dev/prelude.sh && python3 tools/csa_devcheck.py run --budget 270          # the GPU machine
 
 ``precompile`` compiles every TileLang variant (``streamindex.csa.attention_tilelang.VARIANTS``)
 at the V4-Flash and V4-Pro shapes for ``sm_90a`` (a persistent grid of ``--sms`` CTAs: the H200
@@ -13,17 +13,20 @@ serves the GPU machine (same tilelang 0.1.15) without compiling there.
 
 ``run`` (the device check; everything under ``--budget`` seconds, logs and tables under ``$OUT``):
 
-1. ``compile``: loads (cache) or compiles every variant at both shapes, with its time;
-2. ``check``: every variant and the Triton fallback against the dense reference -- random indices,
+1. ``compile``: loads (from the carried cache) or compiles every variant at both shapes, in
+   parallel child processes, with each cubin's registers, spills and shared memory;
+2. ``smoke``: each variant once on a small case in a child process with a timeout -- a variant
+   that hangs or is wrong is dropped from the later stages (and from ``pytest``);
+3. ``check``: every variant and the Triton fallback against the dense reference -- random indices,
    all ``-1``, duplicates, selected rows inside the query's own window, S from 1 to 3,000, a long
    sequence on sampled rows -- max relative error per implementation;
-3. ``time``: attention alone at V4-Flash (64 heads, topk 512 + window 128) and V4-Pro (128 heads,
+4. ``time``: attention alone at V4-Flash (64 heads, topk 512 + window 128) and V4-Pro (128 heads,
    topk 1024 + window 128) with 8,192 late queries at T = 65,536 and 262,144 (median CUDA time
    through ``streamindex.harness.measure.measure_call``): ms, TFLOP/s counted as
    ``S·heads·(topk+window)·(512+512)·2``, fraction of the bf16 matmul rate measured in this run,
    gathered TB/s, relative error on sampled rows;
-4. ``pytest``: ``pytest -m gpu tests/test_csa_gpu.py``;
-5. ``e2e``: ``measure_csa_cell`` (indexer + attention) for the cells of ``--e2e``.
+5. ``pytest``: ``pytest -m gpu tests/test_csa_gpu.py``;
+6. ``e2e``: ``measure_csa_cell`` (indexer + attention) for the cells of ``--e2e``.
 
 It prints a compact table and writes ``$OUT/devcheck.log``, ``$OUT/devcheck_rows.json`` and
 ``$OUT/speed_table.py`` -- the measured table ``attn_impl="auto"`` chooses from (copy it to
@@ -120,33 +123,56 @@ def _dyn_smem(kern) -> int | None:
 
 
 def _compile_one(args_json: str) -> None:
-    """Child process of ``precompile``: compile one kernel into ``$TILELANG_CACHE_DIR``, print JSON."""
+    """Child process of ``precompile``: compile (or load from ``$TILELANG_CACHE_DIR``) one kernel,
+    print JSON with its seconds, dynamic shared memory and library path."""
     from streamindex.csa.attention_tilelang import compile_kernel
 
     args = tuple(json.loads(args_json))
     t = time.time()
     kern = compile_kernel(*args)
-    print(json.dumps({"seconds": time.time() - t, "dyn_smem": _dyn_smem(kern)}))
+    print(json.dumps({"seconds": time.time() - t, "dyn_smem": _dyn_smem(kern),
+                      "lib": getattr(kern.adapter, "libpath", None)}))
 
 
-def precompile(cache: Path, sms: int) -> list[dict]:
+def embedded_cubin(lib: Path, dest: Path) -> Path | None:
+    """Write the device image a TileLang kernel library embeds (the ELF after the host ELF) to
+    ``dest``; ``None`` when there is none."""
+    data = lib.read_bytes()
+    at = data.find(b"\x7fELF", 1)
+    if at < 0:
+        return None
+    dest.write_bytes(data[at:])
+    return dest
+
+
+def _compile_job(args: tuple, cache: Path) -> dict:
+    """Compile one kernel in a child process into ``cache`` and read its cubin's resources."""
+    row = {"variant": args[0], "Hq": args[1], "topk": args[3], "grid": args[7] or "tiles"}
+    env = dict(os.environ, TILELANG_CACHE_DIR=str(cache))
+    r = subprocess.run([sys.executable, __file__, "_compile_one", json.dumps(list(args))], env=env,
+                       capture_output=True, text=True, cwd=str(ROOT))
+    if r.returncode:
+        row["error"] = ((r.stderr or r.stdout).strip().splitlines() or ["?"])[-1][:300]
+        return row
+    row.update(json.loads(r.stdout.strip().splitlines()[-1]))
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = embedded_cubin(Path(row.pop("lib") or "/nonexistent"), Path(tmp) / "k.cubin") \
+            if row.get("lib") and Path(row["lib"]).exists() else None
+        row.update(cubin_stats(cubin) if cubin else {"stats": "no device image found"})
+    return row
+
+
+def precompile(cache: Path, sms: int, arch: str = "sm_90a", parallel: int = 2, log=print) -> list[dict]:
+    """Compile every variant at both shapes into ``cache`` (``parallel`` child processes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     cache.mkdir(parents=True, exist_ok=True)
+    jobs = [a[:6] + (arch,) + a[7:] for a in _kernel_list(sms)]
     rows = []
-    for args in _kernel_list(sms):
-        with tempfile.TemporaryDirectory() as tmp:
-            env = dict(os.environ, TILELANG_CACHE_DIR=tmp)
-            r = subprocess.run([sys.executable, __file__, "_compile_one", json.dumps(list(args))], env=env,
-                               capture_output=True, text=True, cwd=str(ROOT))
-            row = {"variant": args[0], "Hq": args[1], "topk": args[3], "grid": args[7] or "tiles"}
-            if r.returncode:
-                row["error"] = (r.stderr or r.stdout).strip().splitlines()[-1][:300]
-            else:
-                row.update(json.loads(r.stdout.strip().splitlines()[-1]))
-                cubins = list(Path(tmp).glob("*/cuda-binaries/*/kernel.cubin"))
-                row.update(cubin_stats(cubins[0]) if len(cubins) == 1 else {"error": f"{len(cubins)} cubins"})
-                shutil.copytree(tmp, cache, dirs_exist_ok=True)
-        rows.append(row)
-        print(_fmt_kernel(row), flush=True)
+    with ThreadPoolExecutor(max(1, parallel)) as pool:
+        for row in pool.map(lambda a: _compile_job(a, cache), jobs):
+            rows.append(row)
+            log(_fmt_kernel(row))
     return rows
 
 
@@ -155,7 +181,7 @@ def _fmt_kernel(r: dict) -> str:
         return f"{r['variant']:12s} Hq={r['Hq']:3d} topk={r['topk']:4d}  ERROR {r['error']}"
     smem = r.get("dyn_smem")
     return (f"{r['variant']:12s} Hq={r['Hq']:3d} topk={r['topk']:4d} grid={str(r['grid']):5s} "
-            f"compile {r.get('seconds', float('nan')):5.1f}s  regs {r.get('reg')} (launch bound)  "
+            f"built/loaded {r.get('seconds', float('nan')):5.1f}s  regs {r.get('reg')} (launch bound)  "
             f"stack {r.get('stack')} B  LDL/STL {r.get('ldl_stl')}  HGMMA {r.get('hgmma')}  "
             f"smem {r.get('shared')} B static + {smem if smem is not None else '?'} B dynamic"
             + (f"  setmaxnreg:used {r['nreg_regions']}" if r.get("nreg_regions") else ""))
@@ -182,26 +208,100 @@ class Run:
         self.log_file.flush()
 
 
+GOOD_VARIANTS: list[str] | None = None  # set by the smoke stage: variants that ran and matched
+
+
 def _impls():
     from streamindex.csa.attention_tilelang import VARIANTS
 
-    return [f"tilelang:{v}" for v in VARIANTS] + ["triton"]
+    names = list(VARIANTS) if GOOD_VARIANTS is None else GOOD_VARIANTS
+    return [f"tilelang:{v}" for v in names] + ["triton"]
+
+
+def _smoke(variants: list[str]) -> None:
+    """Child process of the smoke stage: one small V4-Flash and V4-Pro case per variant, a JSON
+    line per variant as soon as it is done (the parent learns which one hung from the last line)."""
+    import torch
+
+    from streamindex.csa import csa_attention_reference, sparse_attention
+    from tests.csa_fixtures import make_case, rel_err
+
+    for v in variants:
+        print(json.dumps({"start": v}), flush=True)
+        err = 0.0
+        for m, S in (("flash", 96), ("pro", 48)):
+            k = MODELS[m]
+            q, kvc, kvw, sk, idx, off, win = make_case(seed=2, device="cuda", S=S, T=300, offset=900, Hq=k["Hq"],
+                                                       D=k["D"], topk=k["topk"], window=k["window"])
+            ref = csa_attention_reference(q, kvc, kvw, sk, idx, offset=off, window=win, out_dtype=torch.float32)
+            out = torch.full(q.shape, float("nan"), dtype=q.dtype, device="cuda")
+            sparse_attention(q, kvc, kvw, sk, idx, offset=off, window=win, attn_impl=f"tilelang:{v}", out=out)
+            torch.cuda.synchronize()
+            err = max(err, rel_err(out, ref) if torch.isfinite(out).all() else float("inf"))
+        print(json.dumps({"variant": v, "err": err}), flush=True)
+
+
+def stage_smoke(run: Run, cache_env: dict) -> None:
+    """Run each TileLang variant once in a child process with a timeout, so that a kernel that
+    hangs (a barrier that never completes) costs one variant, not the run; later stages use only
+    the variants that finished with a correct result."""
+    global GOOD_VARIANTS
+    from streamindex.csa.attention_tilelang import VARIANTS
+
+    todo, good = list(VARIANTS), []
+    while todo and run.left() > 60:
+        timeout = min(150.0, run.left() - 45)
+        cmd = [sys.executable, __file__, "_smoke", ",".join(todo)]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), env=cache_env)
+            text, timed_out = r.stdout, False
+            if r.returncode:
+                run.log("smoke child failed:", (r.stderr.strip().splitlines() or ["?"])[-1][:300])
+        except subprocess.TimeoutExpired as e:
+            text = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            timed_out = True
+        started, done = None, set()
+        for line in text.splitlines():
+            if not line.startswith("{"):
+                continue
+            rec = json.loads(line)
+            if "start" in rec:
+                started = rec["start"]
+            else:
+                done.add(rec["variant"])
+                ok = rec["err"] <= TOL
+                run.log(f"smoke {rec['variant']:12s} rel err {rec['err']:.1e} {'OK' if ok else 'WRONG'}")
+                run.rows.append(dict(stage="smoke", variant=rec["variant"], err=rec["err"], ok=ok))
+                if ok:
+                    good.append(rec["variant"])
+        bad = started if started is not None and started not in done else None
+        if bad is not None:
+            run.log(f"smoke {bad:12s} {'HUNG (killed after %.0f s)' % timeout if timed_out else 'FAILED'}")
+            run.rows.append(dict(stage="smoke", variant=bad, ok=False, hung=timed_out))
+        todo = [v for v in todo if v not in done and v != bad]
+        if not timed_out and bad is None:
+            break
+    GOOD_VARIANTS = good
+    run.log("smoke: variants used from here on: " + (", ".join(good) or "none"))
 
 
 def stage_compile(run: Run):
+    """Fill the run's TileLang cache (children in parallel: a carried cache makes this a load),
+    then load every kernel in this process."""
     import torch
 
-    from streamindex.csa.attention_tilelang import VARIANTS, compile_kernel, kernel_args
+    from streamindex.csa.attention_tilelang import VARIANTS, compile_kernel, cuda_target, kernel_args
 
+    dev = torch.device("cuda")
+    cache = Path(os.environ.get("TILELANG_CACHE_DIR") or Path.home() / ".tilelang" / "cache")
+    sms = torch.cuda.get_device_properties(dev).multi_processor_count
+    for row in precompile(cache, sms, cuda_target(dev)["arch"], parallel=min(8, os.cpu_count() or 1), log=run.log):
+        run.rows.append(dict(stage="kernel", **row))
     for v in VARIANTS:
         for name, m in MODELS.items():
-            if run.left() < 60:
-                run.log("compile: budget reached, skipping", v, name)
-                continue
             t = time.time()
             try:
-                compile_kernel(*kernel_args(v, m["Hq"], m["D"], m["topk"], m["window"], m["D"] ** -0.5,
-                                            torch.device("cuda")))
+                compile_kernel(*kernel_args(v, m["Hq"], m["D"], m["topk"], m["window"], m["D"] ** -0.5, dev))
                 row = dict(stage="compile", impl=f"tilelang:{v}", model=name, seconds=time.time() - t)
             except Exception as e:  # noqa: BLE001 - a kernel that does not build is a recorded row
                 row = dict(stage="compile", impl=f"tilelang:{v}", model=name, error=f"{type(e).__name__}: {e}"[:800])
@@ -326,12 +426,14 @@ def _fmt_time(r: dict) -> str:
             f"{r['frac_matmul']:5.2f} of bf16 mm  {r['gather_tbps']:5.2f} TB/s gathered  err {r['rel_err']:.1e}")
 
 
-def stage_pytest(run: Run):
+def stage_pytest(run: Run, env: dict):
     timeout = max(30, int(run.left() - 20))
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/test_csa_gpu.py", "-p", "no:cacheprovider",
            "-o", "addopts=", "-x", "--durations=5"]
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+        if GOOD_VARIANTS is not None:
+            env = dict(env, CSA_TEST_VARIANTS=",".join(GOOD_VARIANTS))
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), env=env)
         text, rc = r.stdout + r.stderr, r.returncode
     except subprocess.TimeoutExpired as e:
         text, rc = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), "timeout"
@@ -435,14 +537,16 @@ def run_device(args) -> int:
     for st in stages:
         t = time.time()
         try:
-            if st == "compile":
+            if st == "smoke":
+                stage_smoke(run, dict(os.environ))
+            elif st == "compile":
                 stage_compile(run)
             elif st == "check":
                 worst = stage_check(run)
             elif st == "time":
                 stage_time(run, matmul, args.queries, [int(x) for x in args.T.split(",")])
             elif st == "pytest":
-                stage_pytest(run)
+                stage_pytest(run, dict(os.environ))
             elif st == "e2e":
                 cells = [(n, int(S), impl, int(r)) for n, S, impl, r in (c.split(":") for c in args.e2e.split(",") if c)]
                 stage_e2e(run, cells, matmul)
@@ -471,22 +575,28 @@ def main(argv=None) -> int:
     p = sub.add_parser("precompile", help="compile every variant for sm_90a into a TileLang cache folder (no GPU)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
     p.add_argument("--sms", type=int, default=132, help="persistent grid size: the target GPU's SM count")
+    p.add_argument("--parallel", type=int, default=2, help="compiles at a time")
     r = sub.add_parser("run", help="the device check (GPU)")
-    r.add_argument("--budget", type=float, default=280.0, help="seconds for everything")
+    r.add_argument("--budget", type=float, default=270.0, help="seconds for everything")
     r.add_argument("--cache", default=str(DEFAULT_CACHE), help="carried TileLang cache (copied to a temp dir)")
-    r.add_argument("--stages", default="compile,check,time,pytest,e2e")
+    r.add_argument("--stages", default="compile,smoke,check,time,pytest,e2e")
     r.add_argument("--queries", type=int, default=8192, help="late queries per timed call")
     r.add_argument("--T", default="65536,262144", help="compressed rows of the timed calls")
     r.add_argument("--e2e", default="flash:65536:tilelang:3,flash:65536:triton:3,pro:65536:tilelang:3,"
                                     "pro:65536:triton:3")
     c = sub.add_parser("_compile_one")
     c.add_argument("args_json")
+    sm = sub.add_parser("_smoke")
+    sm.add_argument("variants")
     args = ap.parse_args(argv)
     if args.cmd == "precompile":
-        rows = precompile(Path(args.cache), args.sms)
+        rows = precompile(Path(args.cache), args.sms, parallel=args.parallel)
         return 1 if any("error" in r and "reg" not in r for r in rows) else 0
     if args.cmd == "_compile_one":
         _compile_one(args.args_json)
+        return 0
+    if args.cmd == "_smoke":
+        _smoke(args.variants.split(","))
         return 0
     return run_device(args)
 
