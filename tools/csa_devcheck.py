@@ -173,6 +173,10 @@ def precompile(cache: Path, sms: int, arch: str = "sm_90a", parallel: int = 2, l
         for row in pool.map(lambda a: _compile_job(a, cache), jobs):
             rows.append(row)
             log(_fmt_kernel(row))
+    # TileLang's side cache of raw cubins (keyed by nvcc options holding install paths) is not
+    # needed to load a cached kernel: drop it, the folder travels to the GPU machine
+    for side in cache.glob("*/cuda-binaries"):
+        shutil.rmtree(side, ignore_errors=True)
     return rows
 
 
