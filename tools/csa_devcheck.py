@@ -35,6 +35,7 @@ It prints a compact table and writes ``$OUT/devcheck.log``, ``$OUT/devcheck_rows
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -404,8 +405,8 @@ def stage_time(run: Run, matmul: float, n_queries: int, Ts: list[int]):
             for impl in _impls():
                 if run.left() < 25:
                     break
-                fn = lambda: sparse_attention(q, kvc, kvw, sk, idx, offset=off, window=win,  # noqa: E731
-                                              attn_impl=impl, out=out, check_indices=False)
+                fn = functools.partial(sparse_attention, q, kvc, kvw, sk, idx, offset=off, window=win,
+                                       attn_impl=impl, out=out, check_indices=False)
                 try:
                     meas = measure_call(fn, device="cuda", warmup=2, repeats=20, time_budget_s=5.0, fast_call_s=1.0,
                                         bench_ms=150, measure_memory=False)

@@ -9,8 +9,9 @@ Attention efficiency: ``attn_tflops`` counts the useful FLOPs ``4·Hq·D·n`` pe
 its KV rows (``min(topk, visible compressed) + min(window, pos + 1)``): ``Q·Kᵀ`` and ``P·V``, 2 per
 multiply-add; for late queries that is ``S·Hq·(topk + window)·(D + D)·2``. ``attn_frac_peak``
 divides it by the bf16 dense matmul rate measured on the same GPU (``matmul_tflops``, measured
-here when the caller does not pass the sweep's). ``attn_gather_tbps`` is the gathered KV bytes
-(``n·D·2``, each row read once per token for all heads of a 64-head tile) per attention second.
+here when the caller does not pass the sweep's). ``attn_gather_tbps`` is the KV bytes the queries
+select (``n·D·2`` per token) per attention second; a 128-head token is two 64-head tiles that
+each gather them, the second time mostly from L2.
 
 The main-attention q is streamed through a provider over one random ``[1, chunk, Hq, D]`` buffer
 and the output through a consumer that drops it (as the next layer would consume it): at S = 2^20
