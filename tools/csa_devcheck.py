@@ -339,13 +339,13 @@ def stage_check(run: Run) -> dict:
     from tests.csa_fixtures import make_case, rel_err, sampled_rel_err
 
     worst = {impl: 0.0 for impl in _impls()}
-    for cname, case in _check_cases().items():
+    for ci, (cname, case) in enumerate(_check_cases().items()):
         if run.left() < 45:
             run.log("check: budget reached, skipping", cname)
             for impl in worst:
                 worst[impl] = float("inf")
             continue
-        q, kvc, kvw, sk, idx, off, win = make_case(seed=hash(cname) % 1000, device="cuda", **case)
+        q, kvc, kvw, sk, idx, off, win = make_case(seed=100 + ci, device="cuda", **case)
         ref = csa_attention_reference(q, kvc, kvw, sk, idx, offset=off, window=win, out_dtype=torch.float32)
         errs = {}
         for impl in worst:
