@@ -1,6 +1,8 @@
-"""CPU tests of the CSA step: the dense reference against a naive fp64 loop, the Triton fallback
-under the interpreter (``TRITON_INTERPRET=1``, fp32 inside) against the reference, ``csa_forward``
-chunking / providers / consumers, the closed-form FLOP count, and input validation."""
+"""CPU tests of the CSA step: the dense reference against a naive fp64 loop (duplicates and a
+window that overlaps the compressed rows included), the Triton fallback under the interpreter
+(``TRITON_INTERPRET=1``, fp32 inside) against the reference, ``csa_forward`` chunking / providers /
+consumers / stage events, the measured-choice of ``attn_impl="auto"``, the TileLang variants' topk
+padding, the closed-form FLOP count, and input validation."""
 from __future__ import annotations
 
 import os
@@ -9,10 +11,10 @@ import pytest
 import torch
 
 from streamindex.csa import csa_attention_reference, csa_forward, sparse_attention
-from streamindex.csa.bench import measure_csa_cell
 from streamindex.csa.checks import attention_flops_bytes
 from streamindex.csa.reference import csa_attention_loop
-from streamindex.csa.testing import make_case, oracle_indexer, rel_err
+from streamindex.harness.csa_measure import measure_csa_cell
+from .csa_fixtures import make_case, oracle_indexer, random_indices, rel_err, sampled_rel_err
 
 INTERP = os.environ.get("TRITON_INTERPRET", "0") == "1"
 needs_interp = pytest.mark.skipif(not INTERP, reason="the Triton fallback runs on CPU only under TRITON_INTERPRET=1")
@@ -26,6 +28,8 @@ CASES = {
     "all_minus_one": dict(S=6, neg_frac=1.0),                  # only the window remains
     "topk_gt_T": dict(T=3, topk=7, causal=False),
     "odd_heads": dict(Hq=5, D=16, window=3, offset=2),
+    "duplicates": dict(T=30, topk=8, causal=False, dup_frac=0.4, neg_frac=0.1),  # repeated index = two keys
+    "window_overlap": dict(S=14, topk=5, window=6, offset=3, kv_shared=True),     # selected rows inside the window
 }
 
 
@@ -35,6 +39,49 @@ def test_reference_matches_loop(name):
     ref = csa_attention_reference(q, kvc, kvw, sk, idx, offset=off, window=win, out_dtype=torch.float32)
     loop = csa_attention_loop(q, kvc, kvw, sk, idx, offset=off, window=win)
     assert rel_err(ref, loop) < 1e-5
+
+
+def test_reference_counts_duplicates_and_overlap():
+    """The reference treats keys as a multiset: a duplicated index weighs twice (not once, as a
+    set mask would), and a compressed row equal to a window row is a second key."""
+    q, kvc, kvw, sk, idx, off, win = make_case(seed=11, T=30, topk=8, causal=False, dup_frac=0.5, neg_frac=0.0)
+    assert any(len(set(r.tolist())) < len(r) for r in idx[0])  # the case really has duplicates
+    ref = csa_attention_reference(q, kvc, kvw, sk, idx, offset=off, window=win, out_dtype=torch.float32)
+    dedup = idx.clone()
+    for s in range(idx.shape[1]):  # keep first occurrences only
+        seen = set()
+        for j, t in enumerate(idx[0, s].tolist()):
+            if t in seen:
+                dedup[0, s, j] = -1
+            seen.add(t)
+    once = csa_attention_reference(q, kvc, kvw, sk, dedup, offset=off, window=win, out_dtype=torch.float32)
+    assert rel_err(ref, once) > 1e-3
+    q, kvc, kvw, sk, idx, off, win = make_case(seed=12, S=10, topk=4, window=5, kv_shared=True)
+    assert kvc is kvw and (idx >= 0).any()
+    ref = csa_attention_reference(q, kvc, kvw, sk, idx, offset=off, window=win, out_dtype=torch.float32)
+    assert rel_err(ref, csa_attention_loop(q, kvc, kvw, sk, idx, offset=off, window=win)) < 1e-5
+
+
+def test_random_indices_contract():
+    g = torch.Generator().manual_seed(0)
+    idx = random_indices(2, 50, 40, 12, ratio=4, offset=7, generator=g)
+    assert idx.dtype == torch.int32 and idx.shape == (2, 50, 12)
+    for b in range(2):
+        for s in range(50):
+            row = [t for t in idx[b, s].tolist() if t >= 0]
+            vis = min(40, (7 + s + 1) // 4)
+            assert len(row) == len(set(row)) == min(12, vis) and all(0 <= t < vis for t in row)
+    dup = random_indices(1, 30, 100, 16, causal=False, dup_frac=0.5, generator=g)
+    assert any(len(set(r.tolist())) < 16 for r in dup[0])
+
+
+def test_sampled_rel_err_finds_a_wrong_block():
+    q, kvc, kvw, sk, idx, off, win = make_case(seed=13, S=40, T=20, topk=6)
+    ref = csa_attention_reference(q, kvc, kvw, sk, idx, offset=off, window=win, out_dtype=torch.float32)
+    assert sampled_rel_err(ref, q, kvc, kvw, sk, idx, off, win, blocks=3, rows=5) < 1e-6
+    bad = ref.clone()
+    bad[:, -1] += 1.0  # the last row is always in a sampled block
+    assert sampled_rel_err(bad, q, kvc, kvw, sk, idx, off, win, blocks=3, rows=5) > 1e-2
 
 
 def test_reference_sink_lowers_mass():
@@ -149,9 +196,14 @@ def test_measure_csa_cell_cpu_smoke():
                  indexer_path=oracle_indexer, chunk=16)
     row = measure_csa_cell(S=40, model=model, attn_impl="triton", device="cpu", seed=0, repeats=1, warmup=0)
     for key in ("time_indexer_s", "time_attn_s", "time_s", "peak_alloc_gib", "peak_extra_gib", "attn_tflops",
-                "attn_frac_floor"):
+                "attn_frac_peak", "matmul_tflops", "matmul_dtype", "attn_gather_tbps", "n_repeats"):
         assert key in row
-    assert row["time_s"] >= row["time_attn_s"] > 0 and row["attn_impl_resolved"] == "triton"
+    assert row["time_s"] >= row["time_attn_s"] > 0 and row["time_indexer_s"] > 0
+    assert row["attn_impl_resolved"] == "triton" and row["matmul_dtype"].startswith("fp32")
+    assert row["attn_frac_peak"] == pytest.approx(row["attn_tflops"] / row["matmul_tflops"])
+    given = measure_csa_cell(S=40, model=model, attn_impl="triton", device="cpu", seed=0, repeats=1, warmup=0,
+                             matmul_tflops=2.0)
+    assert given["matmul_tflops"] == 2.0 and given["attn_frac_peak"] == pytest.approx(given["attn_tflops"] / 2.0)
 
 
 # ---- validation ---------------------------------------------------------------------------------
@@ -177,6 +229,8 @@ def _valid():
     (lambda a: a.update(softmax_scale=float("nan")), ValueError, "softmax_scale"),
     (lambda a: a.update(kv_compressed=a["kv_compressed"][0]), ValueError, "kv_compressed must be"),
     (lambda a: a.update(attn_impl="cuda"), ValueError, "attn_impl must be one of"),
+    (lambda a: a.update(attn_impl="tilelang:nope"), ValueError, "attn_impl must be one of"),
+    (lambda a: a.update(q=torch.empty(a["q"].shape, dtype=a["q"].dtype, device="meta")), ValueError, "meta tensor"),
 ])
 def test_attention_validation(mutate, err, match):
     q, kvc, kvw, sk, idx, off, win = _valid()
@@ -267,3 +321,101 @@ def test_triton_block_fallback_on_out_of_resources(monkeypatch):
     monkeypatch.setattr(at, "_kernel", lambda: Flaky(8))
     with pytest.raises(OutOfResources):
         at.sparse_attention_triton(q, kvc, kvw, sk, idx, offset=off, window=win)
+
+
+# ---- implementation choice and TileLang variants (no GPU needed) ---------------------------------
+
+def test_auto_picks_the_fastest_measured_impl(monkeypatch):
+    from streamindex.csa import attention, speed_table
+
+    dev = torch.device("cpu")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert attention.runnable(dev, 16, 32, torch.float32) == ["triton", "reference"]
+    monkeypatch.setattr(speed_table, "MEASURED", {})
+    assert attention.resolve_impl("auto", device=dev, H=16, D=32, dtype=torch.float32, topk=6) == "triton"  # default
+    monkeypatch.setattr(speed_table, "MEASURED", {(16, 32, 64): {"gpu": "x", "ms": {"triton": 5.0, "reference": 1.0}}})
+    assert attention.resolve_impl("auto", device=dev, H=16, D=32, dtype=torch.float32, topk=6) == "reference"
+    assert attention.resolve_impl("auto", device=dev, H=16, D=32, dtype=torch.float32, topk=100) == "triton"  # bucket 128
+    monkeypatch.setattr(speed_table, "MEASURED", {(16, 32, 64): {"ms": {"tilelang:seesaw": 0.1, "triton": 5.0}}})
+    assert attention.resolve_impl("auto", device=dev, H=16, D=32, dtype=torch.float32, topk=6) == "triton"  # not runnable
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert attention.resolve_impl("auto", device=dev, H=16, D=32, dtype=torch.float32, topk=6) == "reference"
+    assert attention.resolve_impl("triton", device=dev, H=16, D=32, dtype=torch.float32) == "triton"
+    assert attention.resolve_impl("tilelang:split", device=dev, H=64, D=512, dtype=torch.bfloat16) == "tilelang:split"
+
+
+def test_speed_table_entries_are_well_formed():
+    from streamindex.csa.attention import topk_bucket
+    from streamindex.csa.attention_tilelang import VARIANTS
+    from streamindex.csa.speed_table import MEASURED
+
+    for (Hq, D, bucket), entry in MEASURED.items():
+        assert Hq > 0 and D > 0 and bucket == topk_bucket(bucket)
+        assert entry["ms"] and all(v > 0 for v in entry["ms"].values())
+        for name in entry["ms"]:
+            assert name == "triton" or (name.startswith("tilelang:") and name.split(":", 1)[1] in VARIANTS)
+    assert [topk_bucket(k) for k in (1, 64, 65, 512, 513, 1024)] == [64, 64, 128, 512, 1024, 1024]
+
+
+def test_tilelang_padded_topk_and_support():
+    from streamindex.csa.attention_tilelang import VARIANTS, padded_topk, supported
+
+    assert padded_topk("seesaw", 512, 128) == 512 and padded_topk("seesaw", 1024, 128) == 1024
+    assert padded_topk("seesaw", 64, 128) == 128      # 1 + 2 blocks is odd: one more -1 block
+    assert padded_topk("split", 64, 128) == 64 and padded_topk("split", 100, 128) == 128
+    assert padded_topk("seesaw", 448, 128) == 512 and padded_topk("pipelined", 448, 128) == 448
+    for v in VARIANTS:
+        assert supported(64, 512, torch.bfloat16, v)[0] and supported(128, 512, torch.bfloat16, v)[0]
+        assert not supported(48, 512, torch.bfloat16, v)[0] and not supported(64, 512, torch.float16, v)[0]
+    assert not supported(64, 192, torch.bfloat16, "seesaw")[0] and supported(64, 192, torch.bfloat16, "pipelined")[0]
+    with pytest.raises(ValueError, match="variant must be one of"):
+        supported(64, 512, torch.bfloat16, "nope")
+
+
+def test_tilelang_kernels_trace():
+    """The TileLang kernels build as TIR for every variant at both V4 shapes (no GPU, no compile)."""
+    pytest.importorskip("tilelang")
+    from streamindex.csa.attention_tilelang import LOG2E, VARIANTS, build_prim_func, padded_topk
+
+    for v in VARIANTS:
+        for H, K in ((64, 512), (128, 1024)):
+            f = build_prim_func(v, H, 512, padded_topk(v, K, 128), 128, 512 ** -0.5 * LOG2E, num_ctas=132)
+            assert "csa" in str(f.attrs["global_symbol"])
+
+
+def test_csa_forward_timing_events_cpu_noop():
+    args, kw, ref = _forward_case(B=1)
+    ev = []
+    o = csa_forward(*args, **kw, chunk=8, attn_impl="reference", indexer_path=oracle_indexer, timing_events=ev)
+    assert ev == [] and rel_err(o, ref) < 1e-2  # events are CUDA-only
+    with pytest.raises(TypeError, match="timing_events"):
+        csa_forward(*args, **kw, chunk=8, attn_impl="reference", indexer_path=oracle_indexer, timing_events={})
+
+
+def test_devcheck_speed_table_round_trip(tmp_path):
+    """The table tools/csa_devcheck.py writes is what attention.choose_impl reads: only
+    implementations whose check and timed output passed, at the largest T per shape."""
+    import importlib.util
+    from pathlib import Path
+
+    from streamindex.csa.attention import topk_bucket
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "csa_devcheck.py"
+    spec = importlib.util.spec_from_file_location("csa_devcheck", path)
+    dc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dc)
+    rows = [dict(stage="time", model="flash", T=65536, Sq=8192, impl="triton", ms=3.0, rel_err=2e-3),
+            dict(stage="time", model="flash", T=262144, Sq=8192, impl="triton", ms=3.5, rel_err=2e-3),
+            dict(stage="time", model="flash", T=262144, Sq=8192, impl="tilelang:seesaw", ms=1.5, rel_err=2e-3),
+            dict(stage="time", model="flash", T=262144, Sq=8192, impl="tilelang:split", ms=1.0, rel_err=0.5),
+            dict(stage="time", model="pro", T=262144, Sq=8192, impl="tilelang:pipelined", ms=4.0, rel_err=2e-3),
+            dict(stage="time", model="pro", T=262144, Sq=8192, impl="tilelang:seesaw", error="boom")]
+    worst = {"triton": 3e-3, "tilelang:seesaw": 4e-3, "tilelang:split": 3e-3, "tilelang:pipelined": 0.2}
+    text = dc.speed_table_text(rows, worst, "NVIDIA H200", "abc1234")
+    (tmp_path / "speed_table.py").write_text(text)
+    spec = importlib.util.spec_from_file_location("speed_table_new", tmp_path / "speed_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    flash = mod.MEASURED[(64, 512, topk_bucket(512))]
+    assert flash["ms"] == {"triton": 3.5, "tilelang:seesaw": 1.5} and flash["gpu"] == "NVIDIA H200"
+    assert (128, 512, 1024) not in mod.MEASURED  # the only Pro row failed its check

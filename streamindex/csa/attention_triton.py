@@ -1,6 +1,7 @@
 """Triton fallback of the CSA sparse-attention forward (same contract as the TileLang kernel).
 
-One program per (query head block, token, batch): the token's ``BH`` query heads are the M
+One program per (query head block, token, batch) -- a 1-D grid of ``cdiv(Hq, BH)·S·B`` programs,
+so no grid dimension meets CUDA's 65,535 limit on y / z whatever ``S`` is: the token's ``BH`` query heads are the M
 dimension of both GEMMs (``[BH, D] x [D, BN]`` then ``[BH, BN] x [BN, D]``), since every query
 head of a token reads the same KV rows (one shared KV head). It streams first the ``topk``
 compressed rows gathered through ``indices`` (``-1`` slots masked), then the ``window`` raw rows
@@ -13,6 +14,7 @@ output cast back.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -58,11 +60,12 @@ if triton is not None:
     @triton.jit
     def _csa_sparse_attn_fwd(Q, KVC, KVW, SINK, IDX, OUT, offset, H, scale_log2,
                              sq_b, sq_s, sq_h, sc_b, sc_t, sw_b, sw_t, si_b, si_s, so_b, so_s, so_h,
-                             TOPK: tl.constexpr, WINDOW: tl.constexpr, D: tl.constexpr,
+                             S, N_HB, TOPK: tl.constexpr, WINDOW: tl.constexpr, D: tl.constexpr,
                              BH: tl.constexpr, BN: tl.constexpr):
-        pid_h = tl.program_id(0)
-        s = tl.program_id(1).to(tl.int64)
-        b = tl.program_id(2).to(tl.int64)
+        pid = tl.program_id(0).to(tl.int64)  # (batch, token, head block), head block fastest
+        pid_h = pid % N_HB
+        s = (pid // N_HB) % S
+        b = pid // (N_HB * S)
         heads = pid_h * BH + tl.arange(0, BH)
         hmask = heads < H
         d = tl.arange(0, D)
@@ -110,7 +113,8 @@ def sparse_attention_triton(q, kv_compressed, kv_window, sink, indices, *, softm
     """CSA sparse attention forward in Triton. Arguments and result as
     :func:`streamindex.csa.reference.csa_attention_reference` (output in q's dtype); ``out``
     (``[B,S,Hq,D]``, q's dtype, contiguous) receives the result when given. ``D`` must be a power
-    of two (V4: 512). CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``."""
+    of two (V4: 512). CUDA tensors (launched on their device, whatever the current one is), or CPU
+    tensors under ``TRITON_INTERPRET=1``."""
     a = attention_args(q, kv_compressed, kv_window, sink, indices, softmax_scale=softmax_scale, offset=offset,
                        window=window, check_indices=check_indices)
     B, S, H, D, T, S_kv, K = a.shape
@@ -132,22 +136,28 @@ def sparse_attention_triton(q, kv_compressed, kv_window, sink, indices, *, softm
     BH = block_h or max(16, min(64, _next_pow2(H)))
     BN = block_n or (INTERP_BLOCK_N if interp else DEFAULT_BLOCK_N)
     kern = _kernel()
-    grid = (triton_cdiv(H, BH), S, B)
+    n_hb = triton_cdiv(H, BH)
+    if n_hb * S * B > 2**31 - 1:
+        raise ValueError(f"cdiv(Hq, {BH})·S·B = {n_hb * S * B} programs exceed CUDA's grid x limit (2**31 - 1); "
+                         "call in query chunks")
+    grid = (n_hb * S * B,)
     extra = {} if interp else {"num_warps": num_warps or 8, "num_stages": num_stages or 2}
     key = (K, a.window, D, BH, qq.dtype, tuple(sorted(extra.items())))
     BN = _BN_FALLBACK.get(key, BN) if block_n is None else BN
-    while True:
-        try:
-            kern[grid](qq, kvc, kvw, a.sink, a.indices, o, a.offset, H, a.softmax_scale * LOG2E,
-                       qq.stride(0), qq.stride(1), qq.stride(2), kvc.stride(0), kvc.stride(1), kvw.stride(0),
-                       kvw.stride(1), a.indices.stride(0), a.indices.stride(1), o.stride(0), o.stride(1), o.stride(2),
-                       TOPK=K, WINDOW=a.window, D=D, BH=BH, BN=BN, **extra)
-            break
-        except OutOfResources:  # shared-memory overflow on some Triton versions / shapes
-            if BN <= 16 or block_n is not None:
-                raise
-            BN //= 2  # seen with Triton 3.6 at TOPK = BN = 64 (256 KiB of shared memory asked)
-            _BN_FALLBACK[key] = BN
+    guard = torch.cuda.device(qq.device) if qq.device.type == "cuda" else contextlib.nullcontext()
+    with guard:
+        while True:
+            try:
+                kern[grid](qq, kvc, kvw, a.sink, a.indices, o, a.offset, H, a.softmax_scale * LOG2E,
+                           qq.stride(0), qq.stride(1), qq.stride(2), kvc.stride(0), kvc.stride(1), kvw.stride(0),
+                           kvw.stride(1), a.indices.stride(0), a.indices.stride(1), o.stride(0), o.stride(1),
+                           o.stride(2), S, n_hb, TOPK=K, WINDOW=a.window, D=D, BH=BH, BN=BN, **extra)
+                break
+            except OutOfResources:  # shared-memory overflow on some Triton versions / shapes
+                if BN <= 16 or block_n is not None:
+                    raise
+                BN //= 2  # seen with Triton 3.6 at TOPK = BN = 64 (256 KiB of shared memory asked)
+                _BN_FALLBACK[key] = BN
     if interp and o.dtype != out_dtype:
         o = o.to(out_dtype)
     if out is not None:

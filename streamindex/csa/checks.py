@@ -75,6 +75,8 @@ def attention_args(q, kv_compressed, kv_window, sink, indices, *, softmax_scale=
     for name, t in (("q", q), ("kv_compressed", kv_compressed), ("kv_window", kv_window), ("indices", indices)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.is_meta:
+            raise ValueError(f"{name} is a meta tensor (no data): the CSA attention needs real tensors")
     offset = check_int("offset", offset, 0)
     window = check_int("window", window, 1)
     if q.dim() not in (3, 4):

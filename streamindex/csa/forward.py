@@ -27,12 +27,13 @@ group (pass ``x_idx_q`` as ``[S,H,Di]`` and everything else unbatched too).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable
 
 import torch
 
-from .attention import ATTN_IMPLS, resolve_impl, sparse_attention
+from .attention import _check_name, resolve_impl, sparse_attention
 from .checks import DEFAULT_WINDOW, check_int, check_scale, normalise_sink
 
 ATTN_CHUNK_BYTES = 512 << 20   # q chunk bytes per attention launch (the output chunk is as large)
@@ -48,11 +49,14 @@ def default_chunks(Hq: int, D: int, elem_bytes: int = 2) -> tuple[int, int]:
 
 
 class _StageTimer:
-    """Sums the time of the indexer and attention stages (CUDA events on GPU, wall clock on CPU)."""
+    """Sums the time of the indexer and attention stages (CUDA events on GPU, wall clock on CPU).
+    ``sink``: a list that receives ``(stage, start_event, end_event)`` for each CUDA stage, for a
+    caller that resolves them later (no host sync here)."""
 
-    def __init__(self, device: torch.device, enabled: bool):
+    def __init__(self, device: torch.device, enabled: bool, sink: list | None = None):
         self.cuda = device.type == "cuda"
-        self.enabled = enabled
+        self.enabled = enabled or sink is not None
+        self.sink = sink
         self.events = {"indexer": [], "attn": []}
         self.wall = {"indexer": 0.0, "attn": 0.0}
 
@@ -72,6 +76,8 @@ class _StageTimer:
             e = torch.cuda.Event(enable_timing=True)
             e.record()
             self.events[stage].append((tok, e))
+            if self.sink is not None:
+                self.sink.append((stage, tok, e))
         else:
             self.wall[stage] += time.perf_counter() - tok
 
@@ -91,7 +97,7 @@ def csa_forward(x_idx_q: torch.Tensor, idx_k: torch.Tensor, idx_w: torch.Tensor,
                 attn_impl: str = "auto", indexer_path: str | Callable = "stream",
                 out: torch.Tensor | Callable | None = None, window: int = DEFAULT_WINDOW,
                 workspace_bytes: int | None = None, check_finite: bool = True,
-                timings: dict | None = None):
+                timings: dict | None = None, timing_events: list | None = None):
     """DeepSeek-V4 CSA step: ``indexer_topk`` (path ``indexer_path``) then sparse attention.
 
     Args:
@@ -112,7 +118,13 @@ def csa_forward(x_idx_q: torch.Tensor, idx_k: torch.Tensor, idx_w: torch.Tensor,
             inputs (costs one read of each index chunk; pass ``False`` for speed). The attention
             inputs are not scanned: NaN there propagates to the affected outputs.
         timings: if a dict, receives ``indexer_s`` and ``attn_s`` (summed stage times; CUDA events
-            on GPU) and the chunk sizes used.
+            on GPU, one host sync at the end) and the chunk sizes used.
+        timing_events: if a list, receives ``(stage, start, end)`` CUDA events per stage launch
+            (``stage`` is ``"indexer"`` or ``"attn"``), with no host sync: resolve them with
+            :func:`stage_seconds` once the stream is synchronised (CUDA only; ignored on CPU).
+
+    Kernels launch on ``kv_compressed``'s device (a device guard around the whole step), whatever
+    the current CUDA device is.
 
     Returns:
         ``[B,S,Hq,D]`` in q's dtype (unbatched if the inputs were), or ``None`` with a consumer ``out``.
@@ -129,8 +141,7 @@ def csa_forward(x_idx_q: torch.Tensor, idx_k: torch.Tensor, idx_w: torch.Tensor,
     check_int("ratio", ratio, 1)
     offset = check_int("offset", offset, 0)
     window = check_int("window", window, 1)
-    if attn_impl not in ATTN_IMPLS:
-        raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
+    _check_name(attn_impl)
     if not (isinstance(indexer_path, str) or callable(indexer_path)):
         raise TypeError(f"indexer_path must be a path name or a callable, got {type(indexer_path).__name__}")
 
@@ -195,7 +206,35 @@ def csa_forward(x_idx_q: torch.Tensor, idx_k: torch.Tensor, idx_w: torch.Tensor,
 
     if isinstance(out, torch.Tensor) and Hq is not None:
         _check_out(out, B, S, Hq, D, kv_compressed.dtype, dev)
-    timer = _StageTimer(dev, timings is not None)
+    if timing_events is not None and not isinstance(timing_events, list):
+        raise TypeError(f"timing_events must be a list or None, got {type(timing_events).__name__}")
+    timer = _StageTimer(dev, timings is not None, timing_events if dev.type == "cuda" else None)
+    guard = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
+    with guard:
+        result = _run_chunks(x_idx_q, idx_k, idx_w, q, kv_compressed, kv_window, sink, out, B, S, D, Hq, topk, ratio,
+                             offset, scale, window, c_attn, c_idx, attn_impl, indexer_path, workspace_bytes,
+                             check_finite, timer, dev)
+    if timings is not None:
+        timings.update(timer.result())
+        timings.update({"chunk": c_attn, "index_chunk": c_idx})
+    if callable(out):
+        return None
+    return result.squeeze(0) if squeeze else result
+
+
+def stage_seconds(events: list) -> dict:
+    """``{"indexer_s", "attn_s"}``: summed CUDA-event times of ``(stage, start, end)`` tuples from
+    :func:`csa_forward`'s ``timing_events`` (the stream must be synchronised)."""
+    tot = {"indexer": 0.0, "attn": 0.0}
+    for stage, a, b in events:
+        tot[stage] += a.elapsed_time(b) / 1e3
+    return {"indexer_s": tot["indexer"], "attn_s": tot["attn"]}
+
+
+def _run_chunks(x_idx_q, idx_k, idx_w, q, kv_compressed, kv_window, sink, out, B, S, D, Hq, topk, ratio, offset,
+                scale, window, c_attn, c_idx, attn_impl, indexer_path, workspace_bytes, check_finite, timer, dev):
+    """The chunk loop of :func:`csa_forward` (arguments already validated); returns the output
+    tensor, or ``None`` with a consumer ``out``."""
     result = out if isinstance(out, torch.Tensor) else None
     o_flat = None  # reused output buffer (consumer mode, or a non-contiguous out slice)
     sink_n = None
@@ -233,7 +272,7 @@ def csa_forward(x_idx_q: torch.Tensor, idx_k: torch.Tensor, idx_w: torch.Tensor,
                 if o_flat is None:
                     o_flat = torch.empty(B * c_attn * Hq * D, dtype=qc.dtype, device=dev)
                 view = o_flat[:B * (a1 - a0) * Hq * D].view(B, a1 - a0, Hq, D)
-            impl = resolve_impl(attn_impl, device=dev, H=Hq, D=D, dtype=qc.dtype)
+            impl = resolve_impl(attn_impl, device=dev, H=Hq, D=D, dtype=qc.dtype, topk=topk)
             tok = timer.start("attn")
             sparse_attention(qc, kv_compressed, kv_window, sink_n, idx[:, a0 - c0:a1 - c0], softmax_scale=scale,
                              offset=offset + a0, window=window, attn_impl=impl, out=view, check_indices=False)
@@ -243,12 +282,7 @@ def csa_forward(x_idx_q: torch.Tensor, idx_k: torch.Tensor, idx_w: torch.Tensor,
             if callable(out):
                 out(a0, a1, view)
         del idx
-    if timings is not None:
-        timings.update(timer.result())
-        timings.update({"chunk": c_attn, "index_chunk": c_idx})
-    if callable(out):
-        return None
-    return result.squeeze(0) if squeeze else result
+    return result
 
 
 def _check_out(out, B, S, Hq, D, dtype, dev):

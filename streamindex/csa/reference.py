@@ -9,10 +9,13 @@ For query ``s`` of batch ``b`` at absolute position ``pos = offset + s`` and que
     out[b, s, h] = Σ_j exp(l_j) · key_j / ( Σ_j exp(l_j) + exp(sink[h]) )
 
 The key doubles as the value (one shared KV head, MQA-style). The sink joins the denominator
-only; ``sink=None`` means no sink. ``-1`` index slots are skipped; a row's indices must be
-distinct (the indexer's are) -- the dense mask here counts a repeated index once, the kernels
-would count it twice. Computed densely over all ``T`` compressed rows and all window positions
-with masks, in query chunks (memory ``chunk·Hq·(T + S_kv)·4`` bytes): for tests, not for speed.
+only; ``sink=None`` means no sink. ``-1`` index slots are skipped. Keys are a multiset: an index
+that appears twice in a row is two keys (gather semantics, what every kernel does), and a
+compressed row whose content equals a window row is a separate key from it. The indexer never
+repeats an index, so for its output the multiset is a set. Computed densely over all ``T``
+compressed rows (each weighted by its multiplicity in the row, ``logit + log(count)``) and all
+window positions with masks, in query chunks (memory ``chunk·Hq·(T + S_kv)·4`` bytes): for
+tests, not for speed.
 """
 from __future__ import annotations
 
@@ -54,12 +57,12 @@ def csa_attention_reference(q, kv_compressed, kv_window, sink, indices, *, softm
             lc = torch.einsum("chd,td->cht", qc, kvc[b]) * a.softmax_scale  # [C, H, T]
             lw = torch.einsum("chd,pd->chp", qc, kvw[b]) * a.softmax_scale  # [C, H, S_kv]
             idx = a.indices[b, s0:s1].long()                              # [C, K]
-            mc = torch.zeros(s1 - s0, T + 1, dtype=torch.bool, device=dev)
-            mc.scatter_(1, torch.where(idx >= 0, idx, T), True)
-            mc = mc[:, :T]
+            cnt = torch.zeros(s1 - s0, T + 1, dtype=torch.float32, device=dev)  # multiplicity of each row
+            cnt.scatter_add_(1, torch.where(idx >= 0, idx, T), torch.ones(idx.shape, dtype=torch.float32, device=dev))
+            log_cnt = cnt[:, :T].log()                                    # -inf where the row is not selected
             pos = torch.arange(s0, s1, device=dev).view(-1, 1) + a.offset
             mw = (p_idx.view(1, -1) <= pos) & (p_idx.view(1, -1) > pos - a.window)
-            logits = torch.cat([lc.masked_fill(~mc[:, None, :], float("-inf")),
+            logits = torch.cat([lc + log_cnt[:, None, :],
                                 lw.masked_fill(~mw[:, None, :], float("-inf")),
                                 sink_col.expand(s1 - s0, 1, H, 1).reshape(s1 - s0, H, 1)], dim=2)
             p = torch.softmax(logits, dim=2)
