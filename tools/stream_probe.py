@@ -189,16 +189,15 @@ def main():
         out["score_ab"] = score_kernel_ab()
     if "memory" in only:
         out["check_memory"] = check_memory()
-    cases = [("v4_flash", 65536), ("v4_pro", 65536), ("v4_flash", 131072), ("v4_pro", 131072),
-             ("v3_2", 32768), ("v4_flash", 262144), ("v3_2", 131072), ("v3_2", 16384), ("v4_flash", 32768)]
+    cases = [(("v4_flash", 65536), {}), (("v4_pro", 65536), {}), (("v3_2", 32768), {}), (("v4_flash", 131072), {}),
+             (("v4_pro", 131072), {}), (("v4_flash", 262144), {}), (("v3_2", 131072), {}),
+             (("v4_flash", 262144, "ties8"), {}),
+             (("v4_flash", 1 << 20), dict(recall_rows=16, reps=2)), (("v4_flash", 1 << 20), dict(fp8=True, recall_rows=16, reps=2)),
+             (("v4_flash", 262144, "recency"), {}), (("v3_2", 16384), {}), (("v4_flash", 32768), {})]
     if "cases" in only:
-        for model, S in cases:
-            out["rows"].append(time_case(model, S))
-        for kind in ("ties8", "recency"):
-            out["rows"].append(time_case("v4_flash", 262144, kind))
-        out["rows"].append(time_case("v4_flash", 262144, "ties8", fp8=True))
-        out["rows"].append(time_case("v4_flash", 1 << 20, recall_rows=16, reps=2))
-        out["rows"].append(time_case("v4_flash", 1 << 20, fp8=True, recall_rows=16, reps=2))
+        for args_, kw in cases:
+            if left() > 20:
+                out["rows"].append(time_case(*args_, **kw))
     if "direct" in only and left() > 60:
         for model, S in [("v4_flash", 32768), ("v4_flash", 65536), ("v4_pro", 65536), ("v3_2", 32768)]:
             out["rows"].append(time_case(model, S, direct=0, recall_rows=16))
