@@ -27,7 +27,7 @@ def _i(*names, t="i32"):
 
 
 SCORE_SIG = {"Q": "*bf16", "K": "*bf16", "W": "*fp32", "KSCALE": "*fp32", "OUT": "*fp32", "GMAX": "*fp32",
-             "NONFINITE": "*i32", **_i("s0", "n_rows", "n_cols", "T", "ratio", "offset", "n_t", "n_s", "n_store"),
+             "NONFINITE": "*i32", **_i("s0", "n_rows", "n_cols", "T", "ratio", "offset"),
              **_i("stride_qb", "stride_qs", "stride_qh", "stride_kb", "stride_kt", "stride_wb", "stride_ws",
                   "stride_ksb", "stride_ob", "stride_or", "stride_gb", "stride_gr", "n_groups"),
              **_i("H", "D", "BLOCK_D", "BLOCK_S", "BLOCK_T", "HAS_KSCALE", "IEEE_FP32", "GROUP", "CHECK_FINITE",

@@ -4,7 +4,7 @@ size to the exact, ordered top-k written straight into the output.
 Four launches per slice of rows:
 
 * :func:`kth_group_max` — ``tau[r]``, the k-th largest group maximum of row ``r``, found exactly by
-  a radix select over order-preserving integer keys held in registers (four histogram passes). At
+  a bitwise search over order-preserving integer keys (32 counting passes over registers). At
   least ``k`` groups hold an entry ``>= tau``, so ``tau`` bounds the row's k-th score from below
   and the entries ``>= tau`` (ties at the boundary included) hold the whole top-k. The same pass
   lists the ids of those live groups (about ``k`` of them).
@@ -42,30 +42,7 @@ def _key_value(key):
     return (key ^ ((key >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
 
 
-@triton.jit
-def _kth_key(key, valid, kk):
-    """The ``kk``-th largest (``1 <= kk <=`` number of valid lanes) of the int32 ordered keys ``key``
-    held in registers, over the lanes where ``valid``: four 8-bit radix passes (a histogram each),
-    most significant byte first."""
-    bins = tl.arange(0, 256)
-    kappa = tl.full([], 0, tl.int32)
-    kr = kk
-    for p in tl.static_range(4):
-        shift = 24 - 8 * p
-        ok = valid
-        if p > 0:
-            ok = ok & ((key >> (shift + 8)) == (kappa >> (shift + 8)))
-        digit = (key >> shift) & 255
-        if p == 0:
-            digit = (digit + 128) & 255                  # signed top byte -> 0..255 in order
-        hist = tl.histogram(tl.where(ok, digit, 0), 256)
-        hist -= tl.where(bins == 0, tl.sum((ok == 0).to(tl.int32), axis=0), 0)
-        at_or_above = tl.sum(hist, axis=0) - tl.cumsum(hist, axis=0) + hist
-        b = tl.max(tl.where(at_or_above >= kr, bins, 0), axis=0)
-        kr -= tl.sum(tl.where(bins > b, hist, 0), axis=0)
-        byte = b - 128 if p == 0 else b
-        kappa = kappa | (byte << shift)
-    return kappa
+NEG_INF_KEY = tl.constexpr(0x007FFFFF)   # _ordered_key(-inf) + 2^31
 
 
 @triton.jit(do_not_specialize=["n_groups", "topk", "live_cap"])
@@ -73,18 +50,20 @@ def kth_group_max_kernel(GMAX, TAU, LIVE, N_LIVE, COUNT, n_groups, topk, live_ca
                          BLOCK_G: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     g = tl.arange(0, BLOCK_G)
-    v = tl.load(GMAX + row * stride_gr + g, mask=g < n_groups, other=float("-inf"))
-    key = _ordered_key(v)
-    finite = v > float("-inf")                           # out-of-row lanes hold -inf
-    n_finite = tl.sum(finite.to(tl.int32), axis=0)
-    kth = _kth_key(key, finite, tl.maximum(tl.minimum(topk, n_finite), 1))
-    # Fewer than topk finite groups: tau is -inf, every finite group is live.
-    tau = tl.where(n_finite >= topk, kth, _ordered_key(tl.full([], float("-inf"), tl.float32)))
-    live = ((key >= tau) & finite).to(tl.int32)
+    in_row = g < n_groups
+    v = tl.load(GMAX + row * stride_gr + g, mask=in_row, other=float("-inf"))
+    u = _ordered_key(v).to(tl.int64) + 2147483648          # [0, 2^32), same order as v
+    ans = tl.full([], 0, tl.int64)
+    for i in tl.static_range(32):
+        cand = ans | (1 << (31 - i))
+        ans = tl.where(tl.sum((u >= cand).to(tl.int32), axis=0) >= topk, cand, ans)
+    # Fewer than topk entries: the search found nothing; tau is then -inf (its key is the least).
+    ans = tl.maximum(ans, NEG_INF_KEY)
+    live = ((u >= ans) & (v > float("-inf"))).to(tl.int32)   # out-of-row lanes hold -inf
     pos = tl.cumsum(live, axis=0) - 1
     tl.store(LIVE + row * stride_lr + pos, g, mask=(live != 0) & (pos < live_cap))
     tl.store(N_LIVE + row, tl.sum(live, axis=0))
-    tl.store(TAU + row, _key_value(tau))
+    tl.store(TAU + row, _key_value((ans - 2147483648).to(tl.int32)))
     tl.store(COUNT + row, 0)
 
 
@@ -323,8 +302,12 @@ def select_candidates_kernel(CAND_V, CAND_I, COUNT, OUT_I, OUT_V, row0, rows_per
     b = row // rows_per_b
     s = s0 + row % rows_per_b
     cnt = tl.load(COUNT + pid)
-    # CAP // 2 >= topk slots hold every output slot; most rows' candidates fit them (half the work).
-    if cnt <= CAP // 2:
+    # A row holds at least min(topk, visible) candidates; sorting a quarter or half of the slots is
+    # 2-5x less work.
+    if cnt <= CAP // 4:
+        _sort_and_store(CAND_V, CAND_I, cnt, pid, b, s, OUT_I, OUT_V, T, ratio, offset, topk,
+                        stride_cr, stride_ob, stride_os, W=CAP // 4, WRITE_V=WRITE_V)
+    elif cnt <= CAP // 2:
         _sort_and_store(CAND_V, CAND_I, cnt, pid, b, s, OUT_I, OUT_V, T, ratio, offset, topk,
                         stride_cr, stride_ob, stride_os, W=CAP // 2, WRITE_V=WRITE_V)
     else:
@@ -341,7 +324,7 @@ def select_candidates(vals: torch.Tensor, idx: torch.Tensor, count: torch.Tensor
     (int32, ``-1`` beyond the visible keys) and ``out_scores`` if given."""
     R, cap = vals.shape
     topk = out_idx.shape[2]
-    assert cap & (cap - 1) == 0 and cap >= 2 * topk
+    assert cap & (cap - 1) == 0 and cap >= 4 * topk
     if R == 0:
         return
     ov = out_scores if out_scores is not None else out_idx

@@ -48,7 +48,7 @@ GROUPS_PER_K = 4
 MIN_GROUP = 4
 # At most this many groups per row (the k-th group maximum is found in registers).
 MAX_GROUPS = 8192
-CANDIDATES_PER_K = 2
+CANDIDATES_PER_K = 4
 # Rows of at most this many keys are their own group maxima (group 1).
 DIRECT_MAX_COLS = 8192
 # Selection buffers (candidates: cap · 8 B per row) of one launch, at most about this many bytes.
@@ -158,7 +158,7 @@ def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes,
         score_tile(q, k, w, scores.unflatten(0, (p.B, r)), s0=s0, T=p.T, ratio=p.ratio, offset=p.offset,
                    nonfinite=out.nonfinite, k_scale=k_scale, group=group if group > 1 else 0,
                    group_max=gmax.unflatten(0, (p.B, r)) if group > 1 else None,
-                   check_finite=p.scores_may_overflow, n_store=ld, **cfg)
+                   check_finite=p.scores_may_overflow, n_store=ld, n_groups_store=_padded(gmax.shape[1]), **cfg)
         if gmax.shape[1] > MAX_GROUPS:
             gmax, group = _coarsened(gmax, gmax.shape[1], group)
         select.run(scores, gmax, group, s0, r)
@@ -198,7 +198,7 @@ def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
         gmax = torch.empty(p.B * rows, _padded(n_cols), dtype=torch.float32, device=dev)[:, :n_cols // max(group, 1)]
         score_tile(q, k, w, ws.unflatten(0, (p.B, rows)), s0=0, T=p.T, ratio=p.ratio, offset=p.offset,
                    nonfinite=nonfinite, k_scale=ks, group_max=gmax.unflatten(0, (p.B, rows)) if group else None,
-                   group=group, n_store=_padded(n_cols), **cfg)
+                   group=group, n_store=_padded(n_cols), n_groups_store=_padded(n_cols // max(group, 1)), **cfg)
     rows = 4                                             # the selection kernels: a few rows suffice
     sel = _Selection(p, TopkOutput(dataclasses.replace(p, q=p.q[:, :rows], w=p.w[:, :rows]), False))
     most_groups = kth_register_width(min(widest, max(MAX_GROUPS if len(groups) > 1 else 0, DIRECT_MAX_COLS)))
