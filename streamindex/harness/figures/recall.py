@@ -9,7 +9,7 @@ from .style import PATH_COLORS, legend_outside, log2_x, model_label, models_of, 
 
 def recall_vs_S_figure(tables: dict, anchors=None):
     """Minimum (solid) and mean (dotted) tie-aware recall vs S, a line per path, a panel per model
-    (``recall`` table)."""
+    (``recall`` table). Paths are drawn slightly apart along S so that equal values stay visible."""
     df = tables.get("recall")
     if df is None or df.empty:
         return None
@@ -20,10 +20,15 @@ def recall_vs_S_figure(tables: dict, anchors=None):
     fig, axes = panels(len(models), sharey=True)
     for ax, model in zip(axes[0], models, strict=True):
         g = d[d["model"] == model]
-        for p in paths_of(g):
+        paths = paths_of(g)
+        for i, p in enumerate(paths):
             gp = g[g["path"] == p].sort_values("S")
-            ax.plot(gp["S"], gp["recall_min"], "o-", color=PATH_COLORS.get(p), label=p, ms=4)
-            ax.plot(gp["S"], gp["recall_mean"], ":", color=PATH_COLORS.get(p))
+            x = gp["S"] * 2 ** (0.12 * (i - (len(paths) - 1) / 2))
+            ax.plot(x, gp["recall_min"], "o-", color=PATH_COLORS.get(p), label=p, ms=4)
+            ax.plot(x, gp["recall_mean"], ":", color=PATH_COLORS.get(p))
+        if (g["recall_min"] >= 1.0).all():
+            ax.text(0.5, 0.08, f"all {len(g)} cells: recall 1.0", transform=ax.transAxes, ha="center", fontsize=9)
+            ax.set_ylim(0.99, 1.005)
         log2_x(ax, g["S"])
         ax.set_title(model_label(model))
         ax.grid(True, alpha=0.3)
