@@ -189,6 +189,7 @@ def test_report_on_cpu_rows_says_so(fixture_results, monkeypatch):
         pd.read_csv(p).assign(device="cpu").to_csv(p, index=False)
     text = build_report(fixture_results, "h200").read_text()
     assert "without a GPU" in text and "**PASS**" not in text and "**FAIL**" not in text
+    assert "| published StreamIndex table | 0 | 0 | 9 | 0 |" in text and "### Published" not in text
 
 
 def test_report_cli_regenerates_from_tables_only(fixture_results):

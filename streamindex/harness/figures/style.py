@@ -82,8 +82,8 @@ def model_label(m: str) -> str:
 
 def panels(n: int, *, width: float = 5.2, height: float = 4.0, rows: int = 1, sharey: bool = False):
     """``(fig, axes)`` with ``n`` panels per row (constrained layout: labels never overlap)."""
-    fig, axes = plt.subplots(rows, n, figsize=(width * n, height * rows), squeeze=False, layout="constrained",
-                             sharey=sharey)
+    fig, axes = plt.subplots(rows, n, figsize=(max(7.0, width * n), height * rows), squeeze=False,
+                             layout="constrained", sharey=sharey)
     return fig, axes
 
 
@@ -156,14 +156,15 @@ def is_interpreter(tables: dict) -> bool:
 
 def mark_interpreter(fig) -> None:
     """A visible stamp: these times come from the Triton interpreter on a CPU, not a GPU."""
-    fig.text(0.5, 0.5, INTERPRETER_MARK, fontsize=26, color="red", alpha=0.25, rotation=20,
-             ha="center", va="center", transform=fig.transFigure, zorder=10)
+    size = min(26.0, 2.6 * fig.get_figwidth())
+    fig.text(0.5, 0.5, INTERPRETER_MARK, fontsize=size, color="red", alpha=0.25, rotation=20,
+             ha="center", va="center", transform=fig.transFigure, zorder=10, in_layout=False)
     title = fig.get_suptitle()
     fig.suptitle((title + "\n" if title else "") + f"[{INTERPRETER_MARK}]", color="red", fontsize=11)
 
 
 def save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
