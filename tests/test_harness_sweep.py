@@ -114,7 +114,7 @@ def test_a_job_past_the_deadline_starts_no_cell(tmp_path):
 
 def test_reproduce_driver_end_to_end(tmp_path):
     args = ["hardware=cpu_smoke", "experiments=[bench,recall]", "select.paths=[partition_merge,materialize]",
-            "select.S_max=256", f"results_dir={tmp_path}/res", f"hydra.run.dir={tmp_path}/run"]
+            "select.S_max=128", f"results_dir={tmp_path}/res", f"hydra.run.dir={tmp_path}/run"]
     res = run_module("experiments.reproduce", *args)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     bench, recall = _table(tmp_path, "bench"), _table(tmp_path, "recall")
@@ -123,7 +123,7 @@ def test_reproduce_driver_end_to_end(tmp_path):
     ref = recall[recall["path"] == "materialize"]
     assert ref["overlap_vs_materialize"].isna().all() and ref["note"].str.contains("materialize is the reference").all()
     assert (recall[recall["path"] == "partition_merge"]["overlap_vs_materialize"] == 1.0).all()
-    assert "bench_smoke: 2 cells in 1 multirun (launcher basic); stated budget on this hardware: 1 min" in res.stdout
+    assert "bench_smoke: 2 cells in 1 multirun (launcher basic); stated budget on this hardware: 0.5 min" in res.stdout
     assert "stream vs partition_merge" in res.stdout           # the bench table was printed
     assert (tmp_path / "res" / "cpu_smoke" / "REPORT.md").exists()
     assert res.stdout.strip().splitlines()[-1] == "sweep: ok 6 — no cell errored"
@@ -146,7 +146,7 @@ def test_max_minutes_stops_cleanly(tmp_path):
     res = run_module("experiments.reproduce", "hardware=cpu_smoke", "experiments=[scaling]", "max_minutes=0.0001",
                      "report=false", f"results_dir={tmp_path}/res", f"hydra.run.dir={tmp_path}/run")
     assert res.returncode == 0, res.stderr[-3000:]
-    assert res.stdout.strip().splitlines()[-1] == ("sweep: not_run 26 — stopped by max_minutes; rerun the same "
+    assert res.stdout.strip().splitlines()[-1] == ("sweep: not_run 20 — stopped by max_minutes; rerun the same "
                                                    "command to continue — no cell errored")
     assert not (tmp_path / "res" / "cpu_smoke" / "scaling.csv").exists()
 

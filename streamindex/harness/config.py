@@ -87,6 +87,10 @@ class HardwareConf:
     #: GPUs one launched cell job reserves (Ray ``num_gpus``, SLURM ``gpus_per_node``); a cell's
     #: ``n_gpus`` may not exceed it. 0 on a CPU profile.
     gpus_per_job: int = 0
+    #: blocks of an experiment the reproduce driver runs at the same time: 1 wherever times
+    #: matter (concurrent cells would share the device); more on a CPU profile, whose
+    #: interpreter timings are not speeds anyway
+    concurrent_blocks: int = 1
 
 
 @dataclass
@@ -263,6 +267,7 @@ def validate_hardware(hw) -> None:
     _positive_int("hardware.S_max", hw.S_max, allow_none=True)
     _positive_int("hardware.matmul_n", hw.matmul_n)
     _nonneg_int("hardware.gpus_per_job", hw.gpus_per_job)
+    _positive_int("hardware.concurrent_blocks", hw.concurrent_blocks)
     if hw.device == "cuda" and hw.triton_interpret:
         raise ConfigError("hardware.triton_interpret=true runs the kernels on the CPU; it needs hardware.device=cpu")
 

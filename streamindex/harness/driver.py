@@ -208,9 +208,19 @@ def _tail(path: Path, n: int = 15) -> str:
     return "\n".join("    " + ln for ln in lines[-n:])
 
 
-def _start(cmd, log_fh) -> subprocess.Popen:
-    return subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True,
+def _start(cmd, log_fh, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True, env=env,
                             preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+
+
+def multirun_env(triton_interpret: bool) -> dict:
+    """The multirun's environment: the driver's, with the Triton interpreter switched on from the
+    start for an interpreter profile (Triton picks interpreted or compiled kernels when the
+    library is imported, so the jobs can then fork their cells instead of spawning them)."""
+    env = dict(os.environ)
+    if triton_interpret:
+        env["TRITON_INTERPRET"] = "1"
+    return env
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -228,6 +238,88 @@ def _stop(proc: subprocess.Popen) -> None:
         except (ProcessLookupError, PermissionError):
             pass
         proc.wait()
+
+
+@dataclass
+class _Active:
+    mr: Multirun
+    proc: subprocess.Popen
+    log: Path
+    fh: object
+    rest: list                 # the block's later waves, started in this slot when this one ends
+
+
+class _Execution:
+    """Starts the multiruns of an experiment, up to ``concurrency`` blocks at a time (a block's
+    waves one after the other, smallest S first); stops starting new ones once ``max_minutes``
+    is spent or a job reports a fatal error; records which multiruns failed."""
+
+    def __init__(self, *, progress: _Progress, command_of, workdir: Path, deadline, concurrency: int, env: dict):
+        self.progress, self.command_of, self.workdir, self.env = progress, command_of, workdir, env
+        self.deadline, self.concurrency = deadline, max(1, int(concurrency))
+        self.active: list[_Active] = []
+        self.failed: list[str] = []
+        self.stopped_by_budget = False
+
+    def _launch(self, chain: list) -> None:
+        mr, rest = chain[0], chain[1:]
+        if self.progress.fatal:
+            return
+        if self.stopped_by_budget or (self.deadline is not None and time.time() >= self.deadline):
+            self.stopped_by_budget = True
+            for m in chain:
+                self.progress.counts["not_run"] += len(m.cells)
+                if self.progress.bar is not None:
+                    self.progress.bar.update(len(m.cells))
+            return
+        sweep_dir = sweep_dir_of(mr, self.workdir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        log = sweep_dir / "multirun.log"
+        fh = open(log, "w")
+        self.active.append(_Active(mr, _start(self.command_of(mr), fh, self.env), log, fh, rest))
+
+    def _finished(self, a: _Active) -> None:
+        a.fh.close()
+        self.progress.pump()
+        rc = a.proc.returncode
+        ended = self.progress.ended.get(str(sweep_dir_of(a.mr, self.workdir)), 0)
+        if self.progress.counts.get("not_run"):
+            self.stopped_by_budget = True
+        if rc != 0 and ended < len(a.mr.cells):
+            self.failed.append(a.mr.name)
+            self.progress.counts["not_run"] += len(a.mr.cells) - ended
+            if self.progress.bar is not None:
+                self.progress.bar.update(len(a.mr.cells) - ended)
+                self.progress.bar.write(f"[multirun failed] {a.mr.name} (exit {rc}); the end of {a.log}:\n"
+                                        f"{_tail(a.log)}")
+
+    def run(self, runs: list) -> None:
+        chains: list[list] = []
+        for mr in runs:                       # consecutive multiruns of one block are its waves
+            if chains and chains[-1][0].block == mr.block and chains[-1][0].experiment == mr.experiment:
+                chains[-1].append(mr)
+            else:
+                chains.append([mr])
+        while chains or self.active:
+            while chains and len(self.active) < self.concurrency and not self.progress.fatal:
+                self._launch(chains.pop(0))
+            if self.progress.fatal:
+                chains.clear()
+            self.progress.pump()
+            for a in [a for a in self.active if a.proc.poll() is not None]:
+                self.active.remove(a)
+                self._finished(a)
+                if a.rest:
+                    self._launch(a.rest)
+            if self.progress.fatal:
+                self.stop_all()
+            time.sleep(0.2)
+
+    def stop_all(self) -> None:
+        for a in self.active:
+            _stop(a.proc)
+            a.fh.close()
+        self.active.clear()
 
 
 def _sigterm_as_interrupt(signum, frame):
@@ -279,56 +371,36 @@ def run(cfg: DictConfig, task_overrides: list[str], hydra_overrides: list[str]) 
     from .provenance import now_iso
 
     sweep_id = now_iso()
-    t_start = time.time()
-    deadline = None if cfg.max_minutes is None else t_start + 60.0 * cfg.max_minutes
+    deadline = None if cfg.max_minutes is None else time.time() + 60.0 * cfg.max_minutes
+
+    def command_of(mr):
+        return multirun_command(mr, hardware=hw_name, launcher=launcher, sweep_id=sweep_id, workdir=workdir,
+                                deadline=deadline, hydra_extra=hydra_extra)
+
     progress = _Progress(workdir)
-    stopped_by_budget, failed, interrupted = False, [], False
+    execution = _Execution(progress=progress, command_of=command_of, workdir=workdir, deadline=deadline,
+                           concurrency=head.hardware.concurrent_blocks,
+                           env=multirun_env(head.hardware.triton_interpret))
+    interrupted = False
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    proc = None
     from tqdm import tqdm
 
     tqdm.monitor_interval = 0
     try:
         for option, exp_head, runs in experiments:
-            n = sum(len(mr.cells) for mr in runs)
             t_exp = time.time()
-            progress.bar = tqdm(total=n, desc=option, unit="cell", file=sys.stderr, dynamic_ncols=True)
-            for mr in runs:
-                if stopped_by_budget or (deadline is not None and time.time() >= deadline):
-                    stopped_by_budget = True
-                    progress.counts["not_run"] += len(mr.cells)
-                    continue
-                cmd = multirun_command(mr, hardware=hw_name, launcher=launcher, sweep_id=sweep_id, workdir=workdir,
-                                       deadline=deadline, hydra_extra=hydra_extra)
-                sweep_dir = sweep_dir_of(mr, workdir)
-                sweep_dir.mkdir(parents=True, exist_ok=True)
-                log = sweep_dir / "multirun.log"
-                with open(log, "w") as fh:
-                    proc = _start(cmd, fh)
-                    while proc.poll() is None:
-                        progress.pump()
-                        time.sleep(0.2)
-                    progress.pump()
-                rc, proc = proc.returncode, None
-                key = str(sweep_dir)
-                ended = progress.ended.get(key, 0)
-                if progress.fatal:
-                    progress.bar.close()
-                    fail(progress.fatal[0], code=3)
-                if progress.counts.get("not_run"):
-                    stopped_by_budget = True
-                if rc != 0 and ended < len(mr.cells):
-                    failed.append(mr.name)
-                    progress.counts["not_run"] += len(mr.cells) - ended
-                    progress.bar.write(f"[multirun failed] {mr.name} (exit {rc}); the end of {log}:\n{_tail(log)}")
+            progress.bar = tqdm(total=sum(len(mr.cells) for mr in runs), desc=option, unit="cell", file=sys.stderr,
+                                dynamic_ncols=True)
+            execution.run(runs)
             progress.bar.close()
+            if progress.fatal:
+                fail(progress.fatal[0], code=3)
             budget = exp_head.experiment.budget_minutes
             took = time.time() - t_exp
             print(f"  {option}: {took:.0f} s" + (f" (stated budget {budget:g} min)" if budget else ""), flush=True)
     except KeyboardInterrupt:
         interrupted = True
-        if proc is not None:
-            _stop(proc)
+        execution.stop_all()
         progress.pump()
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -343,7 +415,8 @@ def run(cfg: DictConfig, task_overrides: list[str], hydra_overrides: list[str]) 
     _print_bench(experiments, cfg.results_dir, hw_name)
     if cfg.report:
         _report(cfg.results_dir, hw_name, cfg.mirror_dir)
-    line = events.summary_line(progress.counts, stopped_by_budget=stopped_by_budget)
+    failed = execution.failed
+    line = events.summary_line(progress.counts, stopped_by_budget=execution.stopped_by_budget)
     if failed:
         line += f"; {len(failed)} multirun{'s' if len(failed) != 1 else ''} failed ({', '.join(failed)})"
     print(f"sweep: {line}", flush=True)
