@@ -181,6 +181,8 @@ def test_cli_rejects_bad_value_before_any_work(tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["select.paths=[streem]"], "select.paths: unknown value 'streem'"),
     (["select.S_min=100000000"], "the selection matches no cell"),
+    (["select.blocks=[scalng]"], "select.blocks: unknown block 'scalng'; the blocks of ['scaling_smoke']: "
+                                 "['scaling', 'v3_2']"),
     (["seed=-1"], "seed must be an integer >= 0"),
     (["max_minutes=0"], "max_minutes must be a number > 0"),
     (["launcher=slurm"], "launcher=slurm is not a launcher config"),

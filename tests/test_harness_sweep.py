@@ -210,6 +210,33 @@ def test_a_killed_driver_takes_its_cells_with_it(tmp_path):
     assert set(glob.glob("/tmp/streamindex-cell-*")) == before
 
 
+def test_ctrl_c_on_a_single_cell_is_one_line_too(tmp_path):
+    proc = start_module("experiments.cell", *CHEAP, "path=materialize", "S=64", "fail_inject=hang",
+                        f"results_dir={tmp_path}/res", f"hydra.run.dir={tmp_path}/run")
+    _wait_for_start(tmp_path / "run", proc)
+    time.sleep(1.0)
+    kids = descendants(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert [ln for ln in err.splitlines() if ln.strip()] == [
+        "interrupted: the cell that was running is not recorded; rerun the same command to resume (recorded "
+        "cells are skipped)"]
+    assert _gone(kids)
+
+
+def test_dry_run_lists_multiruns_and_cells_and_runs_nothing(tmp_path):
+    res = run_module("experiments.reproduce", "hardware=cpu_smoke", "experiments=[scaling]", "dry_run=true",
+                     "select.paths=[stream]", f"results_dir={tmp_path}/res", f"hydra.run.dir={tmp_path}/run")
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = res.stdout.splitlines()
+    multiruns = [ln for ln in lines if ln.startswith("python -m experiments.cell --multirun")]
+    assert len(multiruns) == 2 and all("path=stream" in m and "launcher=basic" in m for m in multiruns)
+    cells = [ln.strip() for ln in lines if ln.startswith("  python -m experiments.cell experiment=")]
+    assert len(cells) == 4 and all(" path=stream " in c + " " for c in cells)
+    assert not (tmp_path / "res").exists() and not (tmp_path / "run" / "events.jsonl").exists()
+
+
 def _spec(S, path="materialize", **kw) -> CellSpec:
     base = dict(experiment="scaling", block="b", kind="indexer", hardware="h200", device="cuda", path=path,
                 model="v4_flash", B=1, S=S, H=64, D=128, topk=512, ratio=4, offset=0, dtype="bf16", seed=0,

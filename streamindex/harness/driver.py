@@ -140,10 +140,16 @@ def plan(experiments, hardware: str, select, extra: list[str], waves: bool) -> l
     """``[(experiment option, its head config, its multiruns)]`` for the experiments to run."""
     out = []
     composer = CellComposer()
+    head0 = compose_cell([f"hardware={hardware}", *extra])
+    heads = []
     for name in experiments:
-        head0 = compose_cell([f"hardware={hardware}", *extra])
         option = experiment_option(name, head0.hardware.experiment_variant)
-        head = compose_cell([f"experiment={option}", f"hardware={hardware}", *extra])
+        heads.append((option, compose_cell([f"experiment={option}", f"hardware={hardware}", *extra])))
+    known_blocks = sorted({b for _, head in heads for b in head.experiment.blocks})
+    for b in select.blocks or []:
+        if b not in known_blocks:
+            raise ConfigError(f"select.blocks: unknown block {b!r}; the blocks of {[o for o, _ in heads]}: {known_blocks}")
+    for option, head in heads:
         runs = []
         for block in head.experiment.blocks:
             if select.blocks is not None and block not in select.blocks:

@@ -224,8 +224,9 @@ def run_cell_job(spec: CellSpec, ctx: JobContext) -> JobOutcome:
         row.update(status="error", reason=f"timeout: cell process killed after {spec.cell_timeout_s:g} s")
     else:
         row.update(status="error", reason=f"cell process died ({status}) without a result")
-    if res is None or not row.get("world_size"):
-        row["world_size"] = spec.n_gpus if res is None else row.get("world_size") or 1
+    ws = row.get("world_size")
+    if ws is None or (isinstance(ws, float) and math.isnan(ws)):
+        row["world_size"] = spec.n_gpus
     if res is None:
         row["wall_s"] = time.monotonic() - t0
     rate, label = denominator(cal, spec.device, "bf16" if spec.kind == "csa" else spec.dtype, fp8)
