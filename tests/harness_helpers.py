@@ -12,7 +12,9 @@ FIXTURE_RESULTS = REPO / "tests" / "fixtures" / "results"
 
 
 def _env() -> dict:
-    return dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(REPO))
+    """This environment (conftest switches the Triton interpreter on where there is no GPU) with
+    the checkout first on the path."""
+    return dict(os.environ, PYTHONPATH=str(REPO))
 
 
 def run_module(module: str, *args: str, timeout: int = 240, cwd=REPO) -> subprocess.CompletedProcess:

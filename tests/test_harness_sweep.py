@@ -341,3 +341,22 @@ def test_events_summary_line_counts_and_never_reads_a_partial_line(tmp_path):
     assert len(evs) == 2
     assert events.summary_line(events.outcome_counts(evs)) == "ok 1, error 1 — 1 cell errored"
     assert not math.isnan(evs[0]["t"])
+
+
+@pytest.mark.gpu
+def test_fp8_rate_is_measured_and_divides_the_fp8_path(tmp_path):
+    """On the GPU: the fp8 e4m3 matmul rate (torch._scaled_mm) is measured beside the bf16 one,
+    stream_fp8's frac_peak divides by it (<= 1), stream's by the bf16 rate."""
+    from streamindex.harness.measure import matmul_tflops
+
+    bf16, fp8 = matmul_tflops("cuda", 4096, "bf16"), matmul_tflops("cuda", 4096, "fp8")
+    assert fp8[1].startswith("fp8_e4m3 4096^3") and bf16[1] == "bf16 4096^3" and fp8[0] > bf16[0] > 0
+    for path in ("stream", "stream_fp8"):
+        res = run_module("experiments.cell", "hardware=h200", "hardware.name=gpu_test", "hardware.require_gpu=null",
+                         f"path={path}", "S=32768", f"results_dir={tmp_path}/res", f"hydra.run.dir={tmp_path}/{path}",
+                         timeout=600)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    df = results.read_table(tmp_path / "res" / "gpu_test" / "adhoc.csv").set_index("path")
+    assert df.loc["stream_fp8", "matmul_dtype"].startswith("fp8_e4m3") and df.loc["stream", "matmul_dtype"].startswith("bf16")
+    assert 0 < df.loc["stream_fp8", "frac_peak"] <= 1 and 0 < df.loc["stream", "frac_peak"] <= 1
+    assert df.loc["stream", "time_checked_s"] > 0 and df.loc["stream_fp8", "matmul_tflops"] > df.loc["stream", "matmul_tflops"]
