@@ -4,6 +4,7 @@ VENV    ?= .venv
 PY      ?= $(VENV)/bin/python
 TORCH   ?= torch==2.13.0
 HW      ?= auto
+LAUNCHER ?= basic
 
 ifeq ($(PY),$(VENV)/bin/python)
 DEPS := $(VENV)/.installed
@@ -30,9 +31,10 @@ test: $(DEPS)
 test-gpu: $(DEPS)
 	$(PY) -m pytest -q -m gpu $(PYTEST_ARGS)
 
-## The three paper experiments and the report (CUDA), or the cpu_smoke profile + report from stored results.
+## The three paper experiments and the report (CUDA), or the cpu_smoke profile + report from stored
+## results; LAUNCHER=submitit_local|submitit_slurm|ray spreads the cells (see conf/launcher/).
 reproduce: $(DEPS)
-	$(PY) -m experiments.reproduce hardware=$(HW)
+	$(PY) -m experiments.reproduce hardware=$(HW) launcher=$(LAUNCHER)
 
 ## Regenerate figures and report from results/ only.
 figures: $(DEPS)
@@ -40,7 +42,7 @@ figures: $(DEPS)
 
 ## Side-by-side speed of every path at 32K / 256K / 1M (CUDA).
 bench: $(DEPS)
-	$(PY) -m experiments.reproduce hardware=$(HW) experiments=[bench]
+	$(PY) -m experiments.reproduce hardware=$(HW) launcher=$(LAUNCHER) experiments=[bench]
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache
+	rm -rf $(VENV) outputs multirun .pytest_cache build dist

@@ -2,28 +2,50 @@
 
 :func:`run_cell` returns the metric columns of the row (``schema.METRIC_COLUMNS`` plus the
 device provenance); an out-of-memory error becomes ``status = "oom"`` and any other exception
-``status = "error"``, each with its reason. Nothing here writes results: the parent records.
+``status = "error"``, each with its reason. Nothing here writes results: the cell job records.
+
+What is measured for an indexer cell:
+
+* ``time_s``: the call with ``check_finite=False`` (:func:`measure.measure_call`), with the
+  memory columns measured on its first timed call;
+* ``time_checked_s``: the default call (``check_finite=True``), timed the same way right after
+  (memory not measured again); left NaN, with a note, when one call costs more than half of
+  ``time_budget_s``;
+* ``tflops``, ``tokens_per_s`` (and ``frac_peak`` when a matmul rate is given; the cell job
+  fills it in from the sweep's calibration otherwise);
+* tie-aware recall on ``recall_rows`` sampled rows, and the overlap with ``materialize`` (NaN
+  for ``materialize`` itself: it is the reference).
+
+Inputs come from ``streamindex.make_inputs`` / ``make_fp8_inputs`` with ``kind=spec.inputs``.
+
+Two ways in: :func:`run_cell_dict` (what :func:`isolation.run_isolated` calls, in a forked or
+spawned child) and ``python -m streamindex.harness.cell_worker SPEC_JSON OUT_JSON`` (the same
+file protocol as the distributed cell under ``torchrun``).
 """
 from __future__ import annotations
 
+import inspect
+import json
 import math
 import os
+import sys
 import time
 import traceback
+from pathlib import Path
 
 from . import schema
 from .cellspec import CellSpec
 from .measure import measure_call
 
-FP8_SLICE_S = 65536  # fp8 inputs above this S are drawn and quantised in query slices
+FP8_OVERLAP_MAX_S = 65536  # fp8 cells that want the overlap with materialize keep the unquantised inputs up to here
 
 
-def run_cell(spec: CellSpec, *, matmul: tuple[float, str] | None) -> dict:
-    """Measure one cell; never raises (the outcome is in ``status`` / ``reason``)."""
+def run_cell(spec: CellSpec, *, matmul: tuple[float, str] | None = None) -> dict:
+    """Measure one cell; never raises (the outcome is in ``status`` / ``reason``). ``matmul``:
+    ``(tflops, label)`` of the denominator, to fill ``frac_peak`` here (else the caller does)."""
     t0 = time.perf_counter()
     row = schema.empty_metrics()
-    if matmul is not None:
-        row["matmul_tflops"], row["matmul_dtype"] = matmul
+    row["world_size"] = 1
     try:
         from .provenance import device_provenance
 
@@ -32,13 +54,25 @@ def run_cell(spec: CellSpec, *, matmul: tuple[float, str] | None) -> dict:
         if spec.kind == "csa":
             row.update(_run_csa(spec))
         else:
-            row.update(_run_indexer(spec, row.get("matmul_tflops")))
+            row.update(_run_indexer(spec))
+        if matmul is not None:
+            row["matmul_tflops"], row["matmul_dtype"] = matmul
+            if not math.isnan(row.get("tflops", math.nan)):
+                row["frac_peak"] = row["tflops"] / (row["world_size"] * matmul[0])
     except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded row
         row["status"], row["reason"] = classify_failure(exc)
         if row["status"] == "error":
-            row["note"] = _join(row.get("note"), "traceback: " + _short_traceback(exc))
+            row["note"] = schema.join_notes(row.get("note"), "traceback: " + _short_traceback(exc))
     row["wall_s"] = time.perf_counter() - t0
     return row
+
+
+def run_cell_dict(spec: dict) -> dict:
+    """:func:`run_cell` of a :meth:`CellSpec.to_dict` (the isolated child's entry point); the
+    Triton interpreter is switched on first when the cell asks for it."""
+    if spec.get("triton_interpret"):
+        os.environ["TRITON_INTERPRET"] = "1"
+    return run_cell(CellSpec.from_dict(spec))
 
 
 def classify_failure(exc: BaseException) -> tuple[str, str]:
@@ -60,7 +94,11 @@ def classify_failure(exc: BaseException) -> tuple[str, str]:
 
 
 class _OptionalModuleMissing(RuntimeError):
-    """A module the cell needs is not installed / not written yet (recorded as skipped)."""
+    """A module the cell needs is not installed (recorded as skipped)."""
+
+
+class UnsupportedInputs(RuntimeError):
+    """The library in use cannot build the requested input distribution."""
 
 
 def _inject_failure(kind: str | None) -> None:
@@ -84,59 +122,57 @@ def _dtype(name: str):
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
+def input_kind_kwargs(fn, kind: str) -> dict:
+    """``{"kind": kind}`` for an input builder that takes it; ``{}`` for ``random`` on a builder
+    that predates ``kind``; :class:`UnsupportedInputs` for any other kind on such a builder."""
+    if "kind" in inspect.signature(fn).parameters:
+        return {"kind": kind}
+    if kind == "random":
+        return {}
+    raise UnsupportedInputs(f"inputs={kind!r} needs streamindex.{fn.__name__}(..., kind=...), which this "
+                            "version of the library does not have")
+
+
 def build_inputs(spec: CellSpec, S: int, fp8: bool):
     """``(q, k, w, q_scale, k_scale, q_ref, k_ref)``: the path's inputs, and the unquantised
-    ``q_ref, k_ref`` when the overlap with ``materialize`` is wanted (else ``None``).
-    fp8 inputs at long S are drawn and quantised in query slices so the bf16 staging stays small
-    (for S <= FP8_SLICE_S they are exactly ``quantize_fp8(make_inputs(...))``)."""
-    import torch
+    ``q_ref, k_ref`` of an fp8 cell that wants the overlap with ``materialize`` (else ``None``).
 
-    from streamindex import make_inputs
+    bf16 / fp16 / fp32 cells: ``make_inputs``. fp8 cells: ``make_fp8_inputs`` (drawn and
+    quantised slice by slice, no full-length bf16 staging), except those that want the overlap
+    (up to ``FP8_OVERLAP_MAX_S``), which quantise ``make_inputs`` and keep its output."""
+    from streamindex import make_fp8_inputs, make_inputs
     from streamindex.quant import quantize_fp8
 
-    dtype = _dtype(spec.dtype)
-    kw = dict(B=spec.B, ratio=spec.ratio, dtype=dtype, device=spec.device)
-    if not fp8:
-        q, k, w = make_inputs(S, spec.H, spec.D, seed=spec.seed, **kw)
-        return q, k, w, None, None, None, None
-    if S <= FP8_SLICE_S:
-        q, k, w = make_inputs(S, spec.H, spec.D, seed=spec.seed, **kw)
-        q8, k8, qs, ks = quantize_fp8(q, k)
-        keep = spec.measure_overlap
-        return q8, k8, w, qs, ks, (q if keep else None), (k if keep else None)
     T = max(1, S // spec.ratio)
-    q8 = torch.empty(spec.B, S, spec.H, spec.D, dtype=torch.float8_e4m3fn, device=spec.device)
-    qs = torch.empty(spec.B, S, spec.H, dtype=torch.float32, device=spec.device)
-    w = torch.empty(spec.B, S, spec.H, dtype=torch.float32, device=spec.device)
-    k8 = ks = None
-    for i, s0 in enumerate(range(0, S, FP8_SLICE_S)):
-        s1 = min(S, s0 + FP8_SLICE_S)
-        q, k, w_part = make_inputs(s1 - s0, spec.H, spec.D, T=T, seed=spec.seed + i, **kw)
-        if k8 is None:
-            q8[:, s0:s1], k8, qs[:, s0:s1], ks = quantize_fp8(q, k)
-        else:
-            q8[:, s0:s1], _, qs[:, s0:s1], _ = quantize_fp8(q, k[:, :1])
-        w[:, s0:s1] = w_part
-        del q, k, w_part
+    if not fp8 or (spec.measure_overlap and S <= FP8_OVERLAP_MAX_S):
+        kw = input_kind_kwargs(make_inputs, spec.inputs)
+        q, k, w = make_inputs(S, spec.H, spec.D, B=spec.B, T=T, ratio=spec.ratio, dtype=_dtype(spec.dtype),
+                              device=spec.device, seed=spec.seed, **kw)
+        if not fp8:
+            return q, k, w, None, None, None, None
+        q8, k8, qs, ks = quantize_fp8(q, k)
+        return q8, k8, w, qs, ks, q, k
+    kw = input_kind_kwargs(make_fp8_inputs, spec.inputs)
+    q8, k8, w, qs, ks = make_fp8_inputs(S, spec.H, spec.D, B=spec.B, T=T, ratio=spec.ratio, device=spec.device,
+                                        seed=spec.seed, **kw)
     return q8, k8, w, qs, ks, None, None
 
 
-def _run_indexer(spec: CellSpec, matmul_rate) -> dict:
+def _run_indexer(spec: CellSpec) -> dict:
     import torch
 
     import streamindex
     from streamindex.metrics import overlap, tie_aware_recall, useful_flops
 
-    pathspec = streamindex.get_path(spec.path)
-    fp8 = bool(pathspec.fp8)
+    fp8 = bool(streamindex.get_path(spec.path).fp8)
     out: dict = {"status": "ok", "reason": ""}
     notes = []
 
-    def call_on(q, k, w, qs, ks, path=spec.path):
+    def call_on(q, k, w, qs, ks, path=spec.path, check_finite=False):
         return lambda: streamindex.indexer_topk(
             q, k, w, spec.topk, ratio=spec.ratio, offset=spec.offset, path=path,
             workspace_bytes=spec.workspace_bytes, chunk_q=spec.chunk_q, chunk_t=spec.chunk_t,
-            q_scale=qs, k_scale=ks, check_finite=False)
+            q_scale=qs, k_scale=ks, check_finite=check_finite)
 
     warmup = spec.warmup
     proxy = spec.proxy_warmup_above_S is not None and spec.S > spec.proxy_warmup_above_S
@@ -159,22 +195,33 @@ def _run_indexer(spec: CellSpec, matmul_rate) -> dict:
         streamindex.precompile(q, k, w, spec.topk, ratio=spec.ratio, offset=spec.offset, path=spec.path,
                                q_scale=qs, k_scale=ks)
     if fp8:
-        notes.append(f"q/k quantised from {spec.dtype} to {str(q.dtype).replace('torch.', '')} with per-token scales")
-    m = measure_call(call_on(q, k, w, qs, ks), device=spec.device, warmup=warmup, repeats=spec.repeats,
-                     time_budget_s=spec.time_budget_s, fast_call_s=spec.fast_call_s, bench_ms=spec.bench_ms,
-                     measure_time=spec.measure_time, measure_memory=spec.measure_memory)
+        notes.append(f"q/k quantised to {str(q.dtype).replace('torch.', '')} with per-token scales")
+    if spec.inputs != "random":
+        notes.append(f"inputs: {spec.inputs}")
+    timing = dict(device=spec.device, repeats=spec.repeats, time_budget_s=spec.time_budget_s,
+                  fast_call_s=spec.fast_call_s, bench_ms=spec.bench_ms)
+    m = measure_call(call_on(q, k, w, qs, ks), warmup=warmup, measure_time=spec.measure_time,
+                     measure_memory=spec.measure_memory, **timing)
     notes += m.notes
     out.update(warmup=spec.warmup, n_repeats=m.n_repeats, timing_method=m.timing_method,
-               peak_alloc_gib=m.peak_alloc_gib, peak_extra_gib=m.peak_extra_gib)
+               peak_alloc_gib=m.peak_alloc_gib, peak_extra_gib=m.peak_extra_gib, world_size=1)
     flops = useful_flops(spec.S, spec.T, spec.H, spec.D, spec.ratio, spec.offset, spec.B)
     out["useful_flops"] = flops
+    idx = m.output
+    m.output = None
     if spec.measure_time:
         out["time_s"] = m.time_s
         out["tflops"] = flops / m.time_s / 1e12
         out["tokens_per_s"] = spec.B * spec.S / m.time_s
-        if matmul_rate and not math.isnan(matmul_rate):
-            out["frac_peak"] = out["tflops"] / matmul_rate
-    idx = m.output
+        if spec.measure_time_checked:
+            if 2 * m.time_s <= spec.time_budget_s:
+                mc = measure_call(call_on(q, k, w, qs, ks, check_finite=True), warmup=1, measure_time=True,
+                                  measure_memory=False, **timing)
+                out["time_checked_s"] = mc.time_s
+                mc.output = None
+            else:
+                notes.append(f"time_checked_s not measured: one call ({m.time_s:.3g} s) exceeds half of "
+                             f"time_budget_s={spec.time_budget_s:g}")
     if spec.measure_recall:
         rows = sample_rows(spec.S, spec.recall_rows, spec.seed, device=q.device)
         rec = tie_aware_recall(idx, q, k, w, topk=spec.topk, ratio=spec.ratio, offset=spec.offset,
@@ -184,7 +231,10 @@ def _run_indexer(spec: CellSpec, matmul_rate) -> dict:
                      + (" vs the fp64 oracle of the dequantised fp8 inputs" if fp8 else ""))
     if spec.measure_overlap:
         if spec.path == "materialize":
-            out["overlap_vs_materialize"] = 1.0
+            notes.append("overlap_vs_materialize not computed: materialize is the reference")
+        elif fp8 and q_ref is None:
+            notes.append(f"overlap_vs_materialize not computed: fp8 inputs above S={FP8_OVERLAP_MAX_S} "
+                         "are quantised without keeping the unquantised ones")
         else:
             qr, kr = (q_ref, k_ref) if fp8 else (q, k)
             try:
@@ -195,7 +245,7 @@ def _run_indexer(spec: CellSpec, matmul_rate) -> dict:
                 del ref
             except torch.OutOfMemoryError as exc:
                 notes.append(f"overlap: materialize does not fit ({str(exc).splitlines()[0][:120]})")
-    out["note"] = "; ".join(notes)
+    out["note"] = schema.join_notes(*notes)
     return out
 
 
@@ -210,18 +260,33 @@ def sample_rows(S: int, n: int, seed: int, device):
     return torch.unique(rows).to(device)
 
 
-def _run_csa(spec: CellSpec) -> dict:
+def _csa_measure():
+    """``measure_csa_cell`` from the harness (or, before it moved there, from the CSA package)."""
     try:
-        from streamindex.csa.bench import measure_csa_cell
-    except ImportError as exc:
-        raise _OptionalModuleMissing(f"CSA step not available: {type(exc).__name__}: {exc}") from exc
+        from .csa_measure import measure_csa_cell
+    except ImportError:
+        try:
+            from streamindex.csa.bench import measure_csa_cell
+        except ImportError as exc:
+            raise _OptionalModuleMissing(f"CSA step not available: {type(exc).__name__}: {exc}") from exc
+    return measure_csa_cell
+
+
+def _run_csa(spec: CellSpec) -> dict:
     import torch
 
-    res = measure_csa_cell(S=spec.S, model=dict(spec.model_dims), attn_impl=spec.attn_impl,
-                           device=torch.device(spec.device), seed=spec.seed, repeats=spec.repeats,
-                           warmup=spec.warmup)
-    out = {"status": "ok", "reason": ""}
-    out.update({k: v for k, v in dict(res).items()})
+    measure_csa_cell = _csa_measure()
+    kw = dict(S=spec.S, model=dict(spec.model_dims), attn_impl=spec.attn_impl, device=torch.device(spec.device),
+              seed=spec.seed, repeats=spec.repeats, warmup=spec.warmup)
+    if "matmul_tflops" in inspect.signature(measure_csa_cell).parameters:
+        kw["matmul_tflops"] = spec.matmul_tflops
+    res = dict(measure_csa_cell(**kw))
+    out = {"status": "ok", "reason": "", "world_size": 1}
+    out.update(res)
+    out.pop("attn_frac_floor", None)     # a hard-coded denominator; attn_frac_peak uses the measured one
+    rate = spec.matmul_tflops
+    if "attn_frac_peak" not in res and rate and out.get("attn_tflops") is not None:
+        out["attn_frac_peak"] = float(out["attn_tflops"]) / rate
     if out.get("time_s") and "tokens_per_s" not in res:
         out["tokens_per_s"] = spec.B * spec.S / out["time_s"]
     return out
@@ -232,6 +297,24 @@ def _short_traceback(exc: BaseException, limit: int = 3) -> str:
     return " <- ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}" for f in reversed(frames))
 
 
-def _join(a, b) -> str:
-    a = "" if a is None or (isinstance(a, float) and math.isnan(a)) else str(a)
-    return f"{a}; {b}" if a else b
+def main(argv: list[str] | None = None) -> int:
+    """``python -m streamindex.harness.cell_worker SPEC_JSON OUT_JSON``: measure the cell of
+    ``SPEC_JSON`` (a :meth:`CellSpec.to_json`) and write its metric dict to ``OUT_JSON``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m streamindex.harness.cell_worker SPEC_JSON OUT_JSON", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[0]).read_text())
+    row = run_cell_dict(spec)
+    tmp = argv[1] + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(row, fh, default=str)
+    os.replace(tmp, argv[1])
+    return 0
+
+
+if __name__ == "__main__":
+    from .isolation import die_with_parent
+
+    die_with_parent()
+    sys.exit(main())

@@ -1,4 +1,5 @@
-"""Timing and memory of one call (DESIGN.md §3), and the dense matmul rate behind ``frac_peak``.
+"""Timing and memory of one call, and the dense matmul rate behind ``frac_peak`` — the one timing
+helper of the project (the harness, the CSA step's cell and the device probes call it).
 
 Protocol of :func:`measure_call`:
 
@@ -109,17 +110,46 @@ def measure_call(fn, *, device: str, warmup: int, repeats: int, time_budget_s: f
     return m
 
 
-def matmul_tflops(device: str, n: int) -> tuple[float, str]:
-    """Dense ``n x n x n`` matmul rate (TFLOP/s, median): bf16 on CUDA, fp32 on CPU."""
+#: Input dtypes whose dense matmul rate :func:`matmul_tflops` measures on CUDA.
+MATMUL_DTYPES = ("bf16", "fp16", "fp32", "fp8")
+
+
+def matmul_tflops(device: str, n: int, dtype: str = "bf16") -> tuple[float, str]:
+    """Dense ``n x n x n`` matmul rate (TFLOP/s, median of ``triton.testing.do_bench``) and a
+    label naming what was measured, e.g. ``(688.1, "bf16 8192^3")``.
+
+    On CUDA, ``dtype`` is ``bf16`` / ``fp16`` / ``fp32`` (``a @ b``) or ``fp8`` (e4m3 operands
+    through ``torch._scaled_mm`` with unit scales and a bf16 output: the denominator of the fp8
+    paths). On CPU the rate is always the fp32 one (``"fp32 cpu n^3"``, median of 5 wall-clock
+    calls): there is no fp8 or bf16 matmul unit to compare with.
+    """
     import torch
 
+    if dtype not in MATMUL_DTYPES:
+        raise ValueError(f"dtype must be one of {list(MATMUL_DTYPES)}, got {dtype!r}")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
     if device == "cuda":
         from triton.testing import do_bench
 
-        a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-        b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-        ms = do_bench(lambda: a @ b, warmup=100, rep=500, return_mode="median")
-        return 2 * n ** 3 / (ms / 1e3) / 1e12, f"bf16 {n}^3"
+        if dtype == "fp8":
+            a = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn)
+            b = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn).t()   # column-major, as required
+            one = torch.ones((), device="cuda")
+
+            def fn():
+                return torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+            label = f"fp8_e4m3 {n}^3 (torch._scaled_mm)"
+        else:
+            tdt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+            a = torch.randn(n, n, device="cuda", dtype=tdt)
+            b = torch.randn(n, n, device="cuda", dtype=tdt)
+
+            def fn():
+                return a @ b
+            label = f"{dtype} {n}^3"
+        ms = do_bench(fn, warmup=100, rep=500, return_mode="median")
+        return 2 * n ** 3 / (ms / 1e3) / 1e12, label
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
     times = []

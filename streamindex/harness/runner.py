@@ -1,38 +1,45 @@
-"""Runs sweep cells, each in its own child process, and records one row per cell.
+"""One cell job: what a Hydra job of the cell app does for its cell, whichever launcher runs it
+(Hydra's basic launcher in this process, a submitit job, a Ray worker, a SLURM node).
 
-Contract:
+Contract of :func:`run_cell_job`:
 
-* **Isolation** — every cell is measured in a fresh child process (``fork`` of a parent that
-  has imported torch and the library but never initialised CUDA, or ``spawn``), so an OOM, a
-  crash or a broken allocator never reaches the next cell. The parent never touches CUDA.
-* **Outcomes are rows** — OOM → ``status=oom``; any exception → ``error`` with its reason; a
-  crashed child (signal / exit code) and a timeout (``hardware.cell_timeout_s``) → ``error``
-  with ``reason`` saying so. Nothing a cell does stops the sweep.
-* **Durability** — each row is appended atomically as soon as it exists
-  (:func:`results.append_row`), and mirrored to ``mirror_dir`` when set.
-* **Resume** — a cell whose ``cell_id`` is already recorded with status ok / oom is not rerun;
-  cells that cannot fit or finish, judged from recorded rows (:mod:`skip_rules`), are recorded
-  as ``skipped`` with the reason.
-* **Budget** — with ``max_minutes`` the sweep stops cleanly *between* cells once the time is
-  spent (or the next cell's predicted time would overrun it); rerunning continues it.
-* **Calibration** — the dense matmul rate (``frac_peak``'s denominator) and the GPU's identity
-  are measured once per sweep process, in a child, before the first cell that runs; a profile
-  with ``require_gpu`` refuses to record on any other GPU.
+* **Resume** — a cell whose ``cell_id`` is already recorded with status ok / oom is not rerun
+  (``already_done``).
+* **Skip rules** — a cell that cannot fit or finish, judged from recorded rows
+  (:mod:`skip_rules`), is recorded as ``skipped`` with the reason.
+* **Budget** — past the sweep's ``deadline`` (``max_minutes``), or when the cell's predicted
+  time would overrun it, the cell is not started (``not_run``); rerunning continues.
+* **Calibration** — the GPU's identity and the matmul rates are measured once per sweep and
+  host (:mod:`calibration`); a profile with ``require_gpu`` refuses to record on another GPU
+  (:class:`HardwareMismatch`, which stops the sweep).
+* **Isolation** — the cell is measured in its own process group (:mod:`isolation`): forked or
+  spawned (``launch.start_method``), or under ``torchrun`` when it uses several GPUs. OOM →
+  ``oom``; any exception → ``error`` with its reason; a crash or a timeout
+  (``hardware.cell_timeout_s``) → ``error`` saying so. Nothing a cell does stops the sweep.
+* **Durability** — the row is appended atomically (:func:`results.append_row`) and mirrored
+  to ``mirror_dir`` when set; every row names the ``launcher`` that ran it.
+* **Progress** — ``start`` / ``end`` events go to the sweep's events file (:mod:`events`).
 """
 from __future__ import annotations
 
-import json
-import multiprocessing as mp
+import functools
+import importlib.util
+import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import results, schema, skip_rules
+from . import events, results, schema, skip_rules
+from .calibration import calibrate, denominator, needed_dtype
 from .cellspec import CellSpec
+from .isolation import run_command, run_isolated
 from .provenance import host_provenance, now_iso
+
+#: Environment of a distributed cell (NVLink multicast off: see the scale-out notes).
+DISTRIBUTED_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"}
+DISTRIBUTED_MODULE = "streamindex.harness.distributed_cell"
 
 
 class HardwareMismatch(RuntimeError):
@@ -40,236 +47,194 @@ class HardwareMismatch(RuntimeError):
 
 
 @dataclass
-class SweepSummary:
-    counts: dict = field(default_factory=lambda: {k: 0 for k in
-                                                  ("already_done", "ok", "oom", "error", "skipped", "not_run")})
-    stopped_by_budget: bool = False
-    tables: set = field(default_factory=set)
+class JobContext:
+    """Where and how one cell job runs (from the composed config and Hydra's runtime)."""
+    results_dir: str
+    launcher: str
+    start_method: str
+    workdir: Path                 # the sweep's shared folder: calibration cache, events
+    output_dir: Path              # this job's own folder (spec / result files of spawned cells)
+    sweep_id: str
+    multirun: str = ""            # Hydra's sweep dir of the multirun this job belongs to
+    deadline: float | None = None
+    mirror_dir: str | None = None
+    require_gpu: str | None = None
+    matmul_n: int = 8192
 
-    def line(self) -> str:
-        c = self.counts
-        s = ", ".join(f"{k} {v}" for k, v in c.items() if v)
-        return s + (" — stopped by max_minutes; rerun the same command to continue" if self.stopped_by_budget else "")
+
+@dataclass
+class JobOutcome:
+    status: str                   # ok | oom | error | skipped | already_done | not_run
+    label: str
+    table: str
+    reason: str = ""
+    time_s: float = math.nan
+    time_checked_s: float = math.nan
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"status": self.status, "label": self.label, "table": self.table, "reason": self.reason,
+                "time_s": self.time_s, "time_checked_s": self.time_checked_s}
+
+    def message(self) -> str:
+        """One line for the user: outcome, cell, time or reason, and the table."""
+        if self.status == "ok":
+            t = f"{self.time_s:.4g} s per call" if not math.isnan(self.time_s) else "no time measured"
+            if not math.isnan(self.time_checked_s):
+                t += f" (check_finite=False; the default call with check_finite=True: {self.time_checked_s:.4g} s)"
+            return f"ok: {self.label}: {t} -> recorded in {self.table}"
+        if self.status == "already_done":
+            return f"already recorded: {self.label} has a row in {self.table} ({self.reason}); nothing run"
+        if self.status == "not_run":
+            return f"not run: {self.label}: {self.reason}"
+        return f"{self.status}: {self.label}: {self.reason} -> recorded in {self.table}"
 
 
-def prepare_parent(triton_interpret: bool) -> None:
-    """Set the environment and import torch + the library once, in the parent, without
-    initialising CUDA, so forked cells start fast."""
+@functools.lru_cache(maxsize=1)
+def _host() -> dict:
+    return host_provenance()
+
+
+def prepare_for_fork(triton_interpret: bool) -> None:
+    """Import torch and the library once in the job process (never initialising CUDA), with the
+    Triton interpreter switched on first when the profile wants it, so forked cells start fast."""
     if triton_interpret:
         os.environ["TRITON_INTERPRET"] = "1"
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     import torch  # noqa: F401
 
-    import streamindex  # noqa: F401
-    import streamindex.metrics  # noqa: F401
-    import streamindex.quant  # noqa: F401
+    import streamindex
 
     streamindex.list_paths()
 
 
-def _start_method(requested: str) -> str:
+def _fork_safe(spec: CellSpec) -> bool:
+    """Forking is safe while this process has not initialised CUDA and its Triton (if imported)
+    runs in the mode the cell wants."""
     torch = sys.modules.get("torch")
-    if requested == "fork" and torch is not None and torch.cuda.is_initialized():
-        print("[harness] CUDA is initialised in the sweep process: cells use 'spawn' instead of 'fork'",
-              file=sys.stderr)
-        return "spawn"
-    return requested
+    if torch is not None and torch.cuda.is_initialized():
+        return False
+    if "triton" in sys.modules and (os.environ.get("TRITON_INTERPRET") == "1") != bool(spec.triton_interpret):
+        return False
+    return True
 
 
-# ----------------------------------------------------------------------------- child processes
+def _is_fp8(path: str) -> bool:
+    if path == "csa":
+        return False
+    import streamindex
 
-def _write_json(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, default=str)
-    os.replace(tmp, path)
-
-
-def _cell_child(spec_dict: dict, matmul, out_path: str) -> None:
-    if spec_dict.get("triton_interpret"):
-        os.environ["TRITON_INTERPRET"] = "1"
-    from .cell_worker import run_cell
-
-    row = run_cell(CellSpec(**spec_dict), matmul=tuple(matmul) if matmul else None)
-    _write_json(row, out_path)
+    return bool(streamindex.get_path(path).fp8)
 
 
-def _calibration_child(device: str, n: int, triton_interpret: bool, out_path: str) -> None:
-    if triton_interpret:
-        os.environ["TRITON_INTERPRET"] = "1"
-    from .measure import matmul_tflops
-    from .provenance import device_provenance
-
-    out = device_provenance(device)
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise SystemExit("hardware profile wants CUDA but torch sees no GPU")
-    out["matmul_tflops"], out["matmul_dtype"] = matmul_tflops(device, n)
-    _write_json(out, out_path)
+def _base_row(spec: CellSpec, ctx: JobContext) -> dict:
+    row = spec.config_row()
+    row.update(_host())
+    row.update(date=now_iso(), sweep_id=ctx.sweep_id, cell_id=spec.cell_id, command=spec.command,
+               launcher=ctx.launcher)
+    row.update(schema.empty_metrics())
+    return row
 
 
-def run_in_child(target, args: tuple, *, timeout_s: float, start_method: str):
-    """Run ``target(*args, out_path)`` in a child process. Returns ``(result | None, status)`` where
-    status is ``"ok"``, ``"timeout"`` or ``"exit <code>"`` / ``"signal <n>"``."""
-    ctx = mp.get_context(_start_method(start_method))
-    fd, out_path = tempfile.mkstemp(prefix="streamindex-cell-", suffix=".json")
-    os.close(fd)
-    os.unlink(out_path)
-    proc = ctx.Process(target=target, args=(*args, out_path), daemon=False)
-    proc.start()
-    proc.join(timeout_s)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-        status = "timeout"
-    elif proc.exitcode == 0:
-        status = "ok"
-    elif proc.exitcode is not None and proc.exitcode < 0:
-        status = f"signal {-proc.exitcode}"
-    else:
-        status = f"exit {proc.exitcode}"
-    result = None
-    if os.path.exists(out_path):
-        with open(out_path) as fh:
-            result = json.load(fh)
-        os.unlink(out_path)
-    return result, status
+def _record(spec: CellSpec, row: dict, ctx: JobContext, table: Path) -> None:
+    results.append_row(table, row)
+    if ctx.mirror_dir:
+        results.mirror_table(table, ctx.mirror_dir, spec.hardware)
 
 
-# ----------------------------------------------------------------------------- the sweep
+def _measure(spec: CellSpec, ctx: JobContext):
+    """Run the cell in its isolated process; ``(result | None, status)``."""
+    timeout = spec.cell_timeout_s
+    if spec.n_gpus > 1:
+        if importlib.util.find_spec(DISTRIBUTED_MODULE) is None:
+            return {"status": "skipped", "reason": f"n_gpus={spec.n_gpus} needs {DISTRIBUTED_MODULE}, which "
+                                                    "this version of the package does not have"}, "ok"
+        ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        spec_path, out_path = ctx.output_dir / "cell-spec.json", ctx.output_dir / "cell-result.json"
+        spec.to_json(spec_path)
+        env = dict(os.environ, **DISTRIBUTED_ENV)
+        argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(spec.n_gpus),
+                "-m", DISTRIBUTED_MODULE, str(spec_path), str(out_path)]
+        res = run_command(argv, timeout_s=timeout, out_path=out_path, env=env)
+        return res.result, res.status
+    method = ctx.start_method
+    if method == "fork" and not _fork_safe(spec):
+        method = "spawn"
+    if method == "fork":
+        prepare_for_fork(spec.triton_interpret)
+    env = dict(os.environ, **({"TRITON_INTERPRET": "1"} if spec.triton_interpret else {}))
+    res = run_isolated("streamindex.harness.cell_worker:run_cell_dict", {"spec": spec.to_dict()},
+                       start_method=method, timeout_s=timeout, scratch_dir=ctx.output_dir, env=env)
+    return res.result, res.status
 
-class Sweep:
-    """State shared by the cells of one driver / entry-point process: calibration, provenance,
-    the wall-time budget and the sweep id."""
 
-    _calibrations: dict = {}
+def run_cell_job(spec: CellSpec, ctx: JobContext) -> JobOutcome:
+    """Resume check, skip rules, budget, calibration, the isolated measurement and the row (see
+    the module docstring). Raises :class:`HardwareMismatch` (and appends a ``fatal`` event)
+    when the machine is not the profile's."""
+    table = results.table_path(ctx.results_dir, spec.hardware, spec.experiment)
+    out = JobOutcome(status="", label=spec.label, table=str(table))
 
-    def __init__(self, *, results_dir, hardware_name: str, device: str, require_gpu: str | None,
-                 matmul_n: int, triton_interpret: bool, start_method: str = "fork",
-                 mirror_dir: str | None = None, max_minutes: float | None = None, progress: bool = True):
-        self.results_dir = Path(results_dir)
-        self.hardware_name, self.device, self.require_gpu = hardware_name, device, require_gpu
-        self.matmul_n, self.triton_interpret, self.start_method = matmul_n, triton_interpret, start_method
-        self.mirror_dir, self.progress = mirror_dir, progress
-        self.t0 = time.monotonic()
-        self.deadline = None if max_minutes is None else self.t0 + 60.0 * max_minutes
-        self.sweep_id = now_iso()
-        self.host = host_provenance()
-        prepare_parent(triton_interpret)
+    def end(status, reason="", **kw):
+        out.status, out.reason = status, reason
+        events.append_event(ctx.workdir, "end", status=status, reason=reason, cell=spec.label,
+                            cell_id=spec.cell_id, table=str(table), multirun=ctx.multirun, sweep_id=ctx.sweep_id, **kw)
+        return out
 
-    # -- calibration ---------------------------------------------------------------------------
-    def calibration(self) -> dict:
-        key = (self.device, self.matmul_n, self.triton_interpret)
-        if key not in Sweep._calibrations:
-            args = (self.device, self.matmul_n, self.triton_interpret)
-            res, status = run_in_child(_calibration_child, args, timeout_s=600, start_method=self.start_method)
-            if res is None and self.start_method == "fork":
-                # A library that initialised the CUDA driver at import breaks forked children: try spawn.
-                res, status2 = run_in_child(_calibration_child, args, timeout_s=600, start_method="spawn")
-                if res is not None:
-                    print(f"[harness] a forked process could not use {self.device} ({status}); "
-                          "cells use 'spawn' instead", file=sys.stderr)
-                    self.start_method = "spawn"
-            if res is None:
-                raise HardwareMismatch(f"calibration on device {self.device!r} failed ({status}); "
-                                       "is this the machine the hardware profile is for?")
-            res["start_method"] = self.start_method
-            Sweep._calibrations[key] = res
-        cal = Sweep._calibrations[key]
-        self.start_method = cal.get("start_method", self.start_method)
-        if self.require_gpu and self.require_gpu not in cal.get("gpu_name", ""):
-            raise HardwareMismatch(
-                f"hardware profile {self.hardware_name!r} records only results measured on a GPU whose "
-                f"name contains {self.require_gpu!r}, but this machine has {cal.get('gpu_name')!r}. "
-                f"Use another profile (e.g. hardware={self.hardware_name} hardware.name=<yours> "
-                "hardware.require_gpu=null) so its rows go to their own results folder.")
-        return cal
-
-    def remaining_s(self) -> float:
-        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
-
-    # -- rows ------------------------------------------------------------------------------------
-    def _base_row(self, spec: CellSpec) -> dict:
-        row = spec.config_row()
-        row.update(self.host)
-        row.update(date=now_iso(), sweep_id=self.sweep_id, cell_id=spec.cell_id, command=spec.command)
-        return row
-
-    def _record(self, spec: CellSpec, row: dict, summary: SweepSummary) -> Path:
-        path = results.table_path(self.results_dir, self.hardware_name, spec.experiment)
-        results.append_row(path, row)
-        if self.mirror_dir:
-            results.mirror_table(path, self.mirror_dir, self.hardware_name)
-        summary.tables.add(str(path))
-        return path
-
-    def record_skipped(self, spec: CellSpec, reason: str, summary: SweepSummary) -> None:
-        row = self._base_row(spec)
-        row.update(schema.empty_metrics())
+    rows = results.read_table(table)
+    done = rows[(rows["cell_id"] == spec.cell_id) & rows["status"].isin(schema.DONE_STATUSES)]
+    if len(done):
+        return end("already_done", f"status {done['status'].iloc[-1]}, {done['date'].iloc[-1]}")
+    reason = skip_rules.skip_reason(spec, rows)
+    if reason:
+        row = _base_row(spec, ctx)
         row.update(status="skipped", reason=reason)
-        self._record(spec, row, summary)
-        summary.counts["skipped"] += 1
+        _record(spec, row, ctx, table)
+        return end("skipped", reason)
+    if ctx.deadline is not None:
+        left = ctx.deadline - time.time()
+        if left <= 0 or skip_rules.expected_cell_s(spec, rows) > left:
+            return end("not_run", "max_minutes spent (or the cell's predicted time would overrun it); "
+                                  "rerun the same command to continue")
 
-    def run_one(self, spec: CellSpec, summary: SweepSummary) -> dict:
-        """Measure one cell in its own process and record its row (whatever the outcome)."""
-        cal = self.calibration()
-        t0 = time.monotonic()
-        res, status = run_in_child(_cell_child, (spec.to_dict(), (cal["matmul_tflops"], cal["matmul_dtype"])),
-                                   timeout_s=spec.cell_timeout_s, start_method=self.start_method)
-        row = self._base_row(spec)
-        row.update(schema.empty_metrics())
-        row.update({k: cal.get(k) for k in ("gpu_name", "gpu_driver", "cuda_version")})
-        row.update(matmul_tflops=cal["matmul_tflops"], matmul_dtype=cal["matmul_dtype"])
-        if res is not None:
-            row.update(res)
-        elif status == "timeout":
-            row.update(status="error", reason=f"timeout: cell process killed after {spec.cell_timeout_s:g} s")
-        else:
-            row.update(status="error", reason=f"cell process died ({status}) without a result")
-        if res is None:
-            row["wall_s"] = time.monotonic() - t0
-        self._record(spec, row, summary)
-        summary.counts[row["status"]] = summary.counts.get(row["status"], 0) + 1
-        return row
+    events.append_event(ctx.workdir, "start", cell=spec.label, cell_id=spec.cell_id, multirun=ctx.multirun,
+                        sweep_id=ctx.sweep_id)
+    fp8 = _is_fp8(spec.path)
+    dtypes = {needed_dtype(spec.device, spec.dtype, fp8)} | ({"bf16"} if spec.kind == "csa" and spec.device == "cuda" else set())
+    method = ctx.start_method if _fork_safe(spec) else "spawn"
+    cal = calibrate(device=spec.device, n=ctx.matmul_n, dtypes=dtypes, workdir=ctx.workdir,
+                    triton_interpret=spec.triton_interpret, start_method=method)
+    if ctx.require_gpu and ctx.require_gpu not in cal.get("gpu_name", ""):
+        msg = (f"hardware profile {spec.hardware!r} records only results measured on a GPU whose name contains "
+               f"{ctx.require_gpu!r}, but this machine has {cal.get('gpu_name')!r}. Use another profile (e.g. "
+               f"hardware={spec.hardware} hardware.name=<yours> hardware.require_gpu=null) so that its rows go "
+               "to their own results folder.")
+        events.append_event(ctx.workdir, "fatal", reason=msg, multirun=ctx.multirun, sweep_id=ctx.sweep_id)
+        raise HardwareMismatch(msg)
+    if spec.kind == "csa" and spec.device == "cuda":
+        spec.matmul_tflops = denominator(cal, spec.device, "bf16", False)[0]
 
-    def run(self, specs: list[CellSpec], *, label: str = "", summary: SweepSummary | None = None) -> SweepSummary:
-        """Run ``specs`` in order with resume, skip rules, the wall-time budget and a progress bar."""
-        from tqdm import tqdm
-
-        tqdm.monitor_interval = 0
-        summary = summary or SweepSummary()
-        tables: dict[str, object] = {}
-
-        def recorded(spec):
-            path = results.table_path(self.results_dir, self.hardware_name, spec.experiment)
-            if str(path) not in tables:
-                tables[str(path)] = results.read_table(path)
-            return str(path), tables[str(path)]
-
-        bar = tqdm(specs, desc=label or "sweep", unit="cell", disable=not self.progress, file=sys.stderr,
-                   dynamic_ncols=True)
-        for spec in bar:
-            key, rows = recorded(spec)
-            done = rows[(rows["cell_id"] == spec.cell_id) & rows["status"].isin(schema.DONE_STATUSES)]
-            if len(done):
-                summary.counts["already_done"] += 1
-                continue
-            reason = skip_rules.skip_reason(spec, rows)
-            if reason:
-                self.record_skipped(spec, reason, summary)
-                tables.pop(key)
-                continue
-            if self.remaining_s() <= 0 or skip_rules.expected_cell_s(spec, rows) > self.remaining_s():
-                summary.stopped_by_budget = True
-                summary.counts["not_run"] += len(specs) - bar.n
-                break
-            bar.set_postfix_str(f"{spec.path} {spec.model} S={spec.S}", refresh=True)
-            row = self.run_one(spec, summary)
-            tables.pop(key)
-            if row["status"] != "ok":
-                bar.write(f"[{row['status']}] {spec.command}: {row.get('reason', '')}")
-        bar.close()
-        return summary
+    t0 = time.monotonic()
+    res, status = _measure(spec, ctx)
+    row = _base_row(spec, ctx)
+    row.update({k: cal.get(k) for k in ("gpu_name", "gpu_driver", "cuda_version")})
+    if res is not None:
+        row.update(res)
+    elif status == "timeout":
+        row.update(status="error", reason=f"timeout: cell process killed after {spec.cell_timeout_s:g} s")
+    else:
+        row.update(status="error", reason=f"cell process died ({status}) without a result")
+    ws = row.get("world_size")
+    if ws is None or (isinstance(ws, float) and math.isnan(ws)):
+        row["world_size"] = spec.n_gpus
+    if res is None:
+        row["wall_s"] = time.monotonic() - t0
+    rate, label = denominator(cal, spec.device, "bf16" if spec.kind == "csa" else spec.dtype, fp8)
+    row["matmul_tflops"], row["matmul_dtype"] = rate, label
+    tflops = row.get("tflops")
+    if tflops is not None and not (isinstance(tflops, float) and math.isnan(tflops)):
+        row["frac_peak"] = float(tflops) / (float(row["world_size"]) * rate)
+    _record(spec, row, ctx, table)
+    out.time_s = float(row.get("time_s", math.nan) or math.nan)
+    out.time_checked_s = float(row.get("time_checked_s", math.nan) or math.nan)
+    return end(row["status"], str(row.get("reason") or ""), time_s=out.time_s)

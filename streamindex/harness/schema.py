@@ -17,22 +17,26 @@ STATUS_RANK = {"ok": 0, "oom": 1, "skipped": 2, "error": 3}
 #: What the cell is (``cell_id`` is built from these, except ``block``).
 CONFIG_COLUMNS = [
     "experiment", "block", "kind", "hardware", "device", "path", "model", "B", "S", "T", "H", "D",
-    "topk", "ratio", "offset", "dtype", "chunk_q", "chunk_t", "workspace_bytes", "attn_impl", "seed",
-    "measure_time", "measure_memory", "measure_recall", "measure_overlap", "recall_rows", "fail_inject",
+    "topk", "ratio", "offset", "dtype", "inputs", "chunk_q", "chunk_t", "workspace_bytes", "attn_impl", "seed",
+    "n_gpus", "measure_time", "measure_memory", "measure_recall", "measure_overlap", "recall_rows", "fail_inject",
 ]
 
-#: What was measured. CSA rows also fill the ``*_indexer_s`` / ``attn_*`` columns.
+#: What was measured. ``time_s`` is the call with ``check_finite=False``, ``time_checked_s`` the
+#: default call (``check_finite=True``); ``frac_peak = tflops / (world_size · matmul_tflops)``,
+#: ``matmul_tflops`` being the dense matmul rate of the path's own input dtype measured in the
+#: same sweep (``matmul_dtype`` names it). CSA rows also fill ``time_indexer_s``, ``time_attn_s``,
+#: ``attn_tflops`` and ``attn_frac_peak`` (``attn_tflops`` / the measured bf16 rate).
 METRIC_COLUMNS = [
-    "status", "reason", "time_s", "peak_alloc_gib", "peak_extra_gib", "tflops", "frac_peak",
+    "status", "reason", "time_s", "time_checked_s", "peak_alloc_gib", "peak_extra_gib", "tflops", "frac_peak",
     "tokens_per_s", "recall_mean", "recall_min", "overlap_vs_materialize", "useful_flops",
-    "time_indexer_s", "time_attn_s", "attn_tflops", "attn_frac_floor",
+    "time_indexer_s", "time_attn_s", "attn_tflops", "attn_frac_peak", "world_size",
     "n_repeats", "warmup", "warmup_S", "timing_method", "matmul_tflops", "matmul_dtype", "note",
     "wall_s",
 ]
 
 PROVENANCE_COLUMNS = [
     "gpu_name", "gpu_driver", "cuda_version", "torch_version", "triton_version", "tilelang_version",
-    "python_version", "git_commit", "git_dirty", "hostname", "date", "sweep_id",
+    "python_version", "git_commit", "git_dirty", "hostname", "date", "sweep_id", "launcher",
 ]
 
 ID_COLUMNS = ["cell_id", "command"]
@@ -42,6 +46,9 @@ COLUMNS = CONFIG_COLUMNS + METRIC_COLUMNS + PROVENANCE_COLUMNS + ID_COLUMNS
 #: Configuration fields that identify a cell; ``S`` is left out of its *family* (same cell, other S).
 CELL_KEY_FIELDS = [c for c in CONFIG_COLUMNS if c not in ("block", "T", "device")]
 FAMILY_KEY_FIELDS = [c for c in CELL_KEY_FIELDS if c != "S"]
+#: Fields added to the cell key after rows were first recorded: left out of the key while they
+#: hold these defaults, so the ``cell_id`` of every earlier row (which lacks them) stays valid.
+KEY_DEFAULTS = {"inputs": "random", "n_gpus": 1}
 
 
 def _fmt(value) -> str:
@@ -52,9 +59,16 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _at_default(field: str, value) -> bool:
+    if field not in KEY_DEFAULTS:
+        return False
+    return _fmt(value) in ("null", _fmt(KEY_DEFAULTS[field]))
+
+
 def key_of(row, fields) -> str:
-    """Stable text key ``field=value|...`` of a row or spec mapping over ``fields``."""
-    return "|".join(f"{f}={_fmt(row.get(f))}" for f in fields)
+    """Stable text key ``field=value|...`` of a row or spec mapping over ``fields`` (the fields of
+    :data:`KEY_DEFAULTS` are left out while at their default or missing)."""
+    return "|".join(f"{f}={_fmt(row.get(f))}" for f in fields if not _at_default(f, row.get(f)))
 
 
 def cell_id(row) -> str:
@@ -70,3 +84,13 @@ def empty_metrics() -> dict:
     row = {c: math.nan for c in METRIC_COLUMNS}
     row.update(status="error", reason="", note="", timing_method="", matmul_dtype="")
     return row
+
+
+def join_notes(*notes) -> str:
+    """``"; "``-joined non-empty notes (NaN / None / "" dropped)."""
+    out = []
+    for n in notes:
+        if n is None or (isinstance(n, float) and math.isnan(n)) or str(n) == "":
+            continue
+        out.append(str(n))
+    return "; ".join(out)
