@@ -434,10 +434,10 @@ def test_cell_peer_that_hangs_becomes_an_error_row(tmp_path):
 
 @pytest.mark.parametrize("fp8", [False, True])
 def test_cell_draws_each_rank_s_rows_of_the_same_problem(fp8, monkeypatch):
-    from streamindex.harness import cell_worker
+    from streamindex.harness import cell_worker, distributed_cell
     from streamindex.harness.distributed_cell import draw_local_inputs, spec_from_payload
 
-    monkeypatch.setattr(cell_worker, "FP8_SLICE_S", 16)  # slices of 16 rows: S = 70 is 5 slices
+    monkeypatch.setattr(distributed_cell, "SLICE_S", 16)  # slices of 16 rows: S = 70 is 5 slices
     spec = spec_from_payload(cell_payload(S=70, B=2, dtype="bf16"))
     whole = draw_local_inputs(spec, [(0, 70)], fp8)
     for ranges in ([(0, 5), (40, 70)], [(5, 40)], [(33, 34)]):
@@ -449,12 +449,8 @@ def test_cell_draws_each_rank_s_rows_of_the_same_problem(fp8, monkeypatch):
             want = local_rows(a, ranges) if name in ("q", "w", "q_scale") else a
             assert want.dtype == b.dtype and want.shape == b.shape
             assert torch.equal(want.float(), b.float()), (name, ranges)
-    if fp8:  # the values of the single-GPU fp8 cell, which draws the same slices
-        q8, k8, w, qs, ks, _, _ = cell_worker.build_inputs(spec, 70, True)
-        for a, b in zip((q8, k8, w, qs, ks), whole):
-            assert torch.equal(a.float(), b.float())
-    else:  # short problems: exactly build_inputs' draw
-        monkeypatch.setattr(cell_worker, "FP8_SLICE_S", 1 << 16)
-        q, k, w, _, _, _, _ = cell_worker.build_inputs(spec, 70, False)
-        got = draw_local_inputs(spec, [(3, 9), (50, 70)], False)
-        assert torch.equal(got[0], local_rows(q, [(3, 9), (50, 70)])) and torch.equal(got[1], k)
+    # Problems of at most SLICE_S rows: exactly the single-GPU cell's draw (build_inputs).
+    monkeypatch.setattr(distributed_cell, "SLICE_S", 1 << 16)
+    q, k, w, qs, ks, _, _ = cell_worker.build_inputs(spec, 70, fp8)
+    got = draw_local_inputs(spec, [(3, 9), (50, 70)], fp8)
+    assert torch.equal(got[0].float(), local_rows(q, [(3, 9), (50, 70)]).float()) and torch.equal(got[1].float(), k.float())

@@ -15,7 +15,7 @@ import time
 import pandas as pd
 import pytest
 
-from streamindex.harness import events, results, skip_rules
+from streamindex.harness import events, results, schema, skip_rules
 from streamindex.harness.cellspec import CellSpec
 
 from .harness_helpers import alive, descendants, run_module, start_module
@@ -82,7 +82,8 @@ def test_single_cell_goes_to_adhoc_and_a_skip_says_why(tmp_path):
     assert res.returncode == 0 and res.stdout.strip().endswith(f"recorded in {tmp_path}/res/cpu_smoke/adhoc.csv")
     table = tmp_path / "res" / "cpu_smoke" / "adhoc.csv"
     row = dict(results.read_table(table).iloc[0])
-    results.append_row(table, dict(row, S=128, status="oom", reason="injected", cell_id="x", date="2026-01-01"))
+    oom = dict(row, S=128, status="oom", reason="injected", date="2026-01-01")
+    results.append_row(table, dict(oom, cell_id=schema.cell_id(oom)))
     skipped = run_module("experiments.cell", *common, "S=256")
     line = skipped.stdout.strip().splitlines()[-1]
     assert skipped.returncode == 0 and line.startswith("skipped: materialize tiny S=256: materialize ran out of "

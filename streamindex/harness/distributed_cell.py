@@ -42,6 +42,9 @@ import time
 
 from . import cell_worker, schema
 from .cell_worker import _dtype, _inject_failure, _short_traceback, build_inputs, classify_failure, sample_rows
+
+#: Query rows per slice of a long multi-GPU cell's inputs (drawn slice by slice, see draw_local_inputs).
+SLICE_S = 1 << 16
 from .cellspec import CellSpec
 
 DEFAULT_SCHEME = "zigzag"
@@ -140,12 +143,15 @@ def draw_local_inputs(spec: CellSpec, ranges, fp8: bool, *, S: int | None = None
     ``spec.dtype``) override the spec's, and ``device`` (e.g. ``cuda:1``; default ``spec.device``)
     names the rank's device explicitly.
 
-    * ``S <= FP8_SLICE_S`` (or inputs other than ``random``): the whole problem of
-      :func:`cell_worker.build_inputs`, then this rank's rows (copied, the rest freed).
-    * Longer: query slice ``i`` (rows ``[i·FP8_SLICE_S, (i+1)·FP8_SLICE_S)``) is
+    * ``S <= SLICE_S`` (or inputs other than ``random``): the whole problem of
+      :func:`cell_worker.build_inputs` (the single-GPU cell's values), then this rank's rows
+      (copied, the rest freed).
+    * Longer: query slice ``i`` (rows ``[i·SLICE_S, (i+1)·SLICE_S)``) is
       ``make_inputs(n_i, T=T, seed=seed + i)``, the keys come from slice 0, and fp8 inputs are
-      quantised per token -- the slices ``build_inputs`` draws for fp8 cells, so fp8 values are
-      the single-GPU cell's. Only the slices that touch this rank's rows (and slice 0) are drawn.
+      quantised per token. Only the slices that touch this rank's rows (and slice 0) are drawn, so
+      no rank builds the whole q (128 GiB at 16M tokens in fp8). The values are the same for any
+      sharding, and drawn like the single-GPU cell's (N(0, 1), the same scales), but not the same
+      numbers: the single-GPU cell draws the whole problem at once.
     """
     import torch
 
@@ -156,7 +162,7 @@ def draw_local_inputs(spec: CellSpec, ranges, fp8: bool, *, S: int | None = None
     S = spec.S if S is None else S
     spec = dataclasses.replace(spec, S=S, dtype=dtype or spec.dtype, device=str(device or spec.device))
     inputs = getattr(spec, "inputs", "random") or "random"
-    slice_s = cell_worker.FP8_SLICE_S
+    slice_s = SLICE_S
     if S <= slice_s or inputs != "random":
         q, k, w, qs, ks, _, _ = build_inputs(spec, S, fp8)
         take = (lambda x: None if x is None else local_rows(x, ranges).clone())

@@ -19,7 +19,8 @@ def anchors_path() -> Path:
     """The anchors file in use; ``FileNotFoundError`` lists the places searched."""
     env = os.environ.get(ANCHORS_ENV)
     candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[3] / "conf" / "anchors.yaml",
+    candidates += [Path(__file__).resolve().parents[3] / "conf" / "anchors.yaml",      # a checkout
+                   Path(__file__).resolve().parents[1] / "conf" / "anchors.yaml",      # an installed package
                    Path.cwd() / "conf" / "anchors.yaml"]
     for c in candidates:
         if c.is_file():
