@@ -249,3 +249,23 @@ def test_precompile_covers_every_kernel_variant_a_call_meets(path, fp8, monkeypa
                                     "select_candidates"}
     si.precompile(q, k, w, 3, ratio=1, path=path, **kw)
     assert torch.equal(si.indexer_topk(q, k, w, 3, ratio=1, path=path, **kw), before)
+
+
+def test_stream_launches_split_at_cuda_grid_limits(monkeypatch):
+    # CUDA caps grid y and z at 65,535: row blocks and the batch beyond it go to further launches
+    # (here the cap is 2, so 16-row blocks split every 32 rows and the batch of 3 in two launches).
+    import streamindex.kernels.score_tile as st
+
+    monkeypatch.setattr(st, "MAX_GRID_YZ", 2)
+    launches = []
+    cls = type(st.score_tile_kernel)
+    real = cls.__getitem__
+
+    def getitem(self, grid):
+        if self is st.score_tile_kernel:
+            launches.append(grid)
+        return real(self, grid)
+    monkeypatch.setattr(cls, "__getitem__", getitem)
+    q, k, w = integer_case(100, B=3, ratio=1, seed=9)
+    assert_exact("stream", q, k, w, topk=5, ratio=1)
+    assert launches and max(g[1] for g in launches) <= 2 and max(g[2] for g in launches) <= 2

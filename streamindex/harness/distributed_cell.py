@@ -389,17 +389,14 @@ def run_indexer(ranks: Ranks, spec: CellSpec, scheme: str, matmul_rate) -> dict:
     return out
 
 
-def run_csa(ranks: Ranks, spec: CellSpec, scheme: str) -> dict:
+def run_csa(ranks: Ranks, spec: CellSpec, scheme: str, matmul_rate) -> dict:
     import torch
 
     from streamindex.csa.attention import resolve_impl
     from streamindex.csa.forward import default_chunks
     from streamindex.distributed import csa_forward_distributed
 
-    try:  # the single-GPU CSA cell's floor model (moving to harness/csa_measure.py)
-        from .csa_measure import attention_floor
-    except ImportError:
-        from streamindex.csa.bench import attention_floor
+    from .csa_measure import attention_work
 
     model = dict(spec.model_dims)
     S, W = spec.S, ranks.world_size
@@ -444,7 +441,8 @@ def run_csa(ranks: Ranks, spec: CellSpec, scheme: str) -> dict:
     s = summarise(recs, W)
     t_idx = statistics.median(max(r["indexer"] for r in p) for p in recs)
     t_attn = statistics.median(max(r["attn"] for r in p) for p in recs)
-    fl = attention_floor(S, model)
+    work = attention_work(S, model)
+    attn_tflops = work["attn_flops"] / t_attn / 1e12 if t_attn > 0 else math.nan
     time_s = s["time_s"]
     cuda = dev.type == "cuda"
     return {
@@ -453,8 +451,8 @@ def run_csa(ranks: Ranks, spec: CellSpec, scheme: str) -> dict:
         "time_s": time_s, "time_indexer_s": t_idx, "time_attn_s": t_attn,
         "peak_alloc_gib": s["peak_alloc_gib"] if cuda else math.nan,
         "peak_extra_gib": s["peak_extra_gib"] if cuda else math.nan,
-        "attn_tflops": fl["attn_flops"] / t_attn / 1e12 if t_attn > 0 else math.nan,
-        "attn_frac_floor": fl["floor_s"] / W / t_attn if t_attn > 0 else math.nan,
+        "attn_tflops": attn_tflops,
+        "attn_frac_peak": attn_tflops / (matmul_rate * W) if matmul_rate and t_attn > 0 else math.nan,
         "e2e_over_indexer": time_s / t_idx if t_idx > 0 else math.nan,
         "tokens_per_s": S / time_s if time_s > 0 else math.nan,
         "chunk": chunk, "index_chunk": index_chunk, "attn_heads": Hq, "head_dim": D, "window": window,
@@ -462,9 +460,9 @@ def run_csa(ranks: Ranks, spec: CellSpec, scheme: str) -> dict:
         "timing_method": f"{'cuda events' if cuda else 'wall clock'} median of the slowest of {W} ranks, after a "
                          "barrier; stage times: median of the slowest rank's sums",
         "note": f"{scheme} shards " + " ".join(str(r) for r in shards) + "; rank times "
-                + " / ".join(f"{t:.4g}" for t in s["rank_times"]) + " s; attn_frac_floor: the one-GPU floor / "
-                f"{W} over the slowest rank's attention time",
-        **fl,
+                + " / ".join(f"{t:.4g}" for t in s["rank_times"]) + f" s; attn_frac_peak: of {W} x the bf16 "
+                "matmul rate",
+        **work,
     }
 
 
@@ -511,7 +509,7 @@ def run_distributed_cell(payload: dict) -> tuple[dict | None, int]:
         prov, _ = phase(ranks, setup)
         row.update(prov)
         if spec.kind == "csa":
-            res = run_csa(ranks, spec, scheme)
+            res = run_csa(ranks, spec, scheme, row.get("matmul_tflops"))
         else:
             res = run_indexer(ranks, spec, scheme, row.get("matmul_tflops"))
         row.update(res)
