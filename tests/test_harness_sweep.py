@@ -319,20 +319,6 @@ def test_cell_worker_proxy_warmup_fp8_inputs_and_checked_time():
     assert row["frac_peak"] == row["tflops"] / 2.0 and row["matmul_dtype"] == "test"
 
 
-def test_input_kinds_need_a_builder_that_takes_them():
-    from streamindex.harness.cell_worker import UnsupportedInputs, input_kind_kwargs
-
-    def old(S, H, D, *, seed=0):
-        pass
-
-    def new(S, H, D, *, seed=0, kind="random"):
-        pass
-
-    assert input_kind_kwargs(old, "random") == {} and input_kind_kwargs(new, "ties8") == {"kind": "ties8"}
-    with pytest.raises(UnsupportedInputs, match="inputs='recency' needs streamindex.old"):
-        input_kind_kwargs(old, "recency")
-
-
 def test_events_summary_line_counts_and_never_reads_a_partial_line(tmp_path):
     events.append_event(tmp_path, "end", status="ok")
     events.append_event(tmp_path, "end", status="error")

@@ -75,13 +75,9 @@ def task(cfg: DictConfig) -> dict:
         if multirun:
             raise
         fail(str(exc))
-    results_check = getattr(results, "check_writable", None)
     try:
-        if results_check is not None:
-            results_check(cfg.results_dir, cfg.hardware.name)
-        else:
-            _check_writable(cfg.results_dir, cfg.hardware.name)
-    except (OSError, ValueError, RuntimeError) as exc:
+        results.check_writable(cfg.results_dir, cfg.hardware.name)
+    except OSError as exc:
         fail(str(exc))
     block = cfg.block or "cli"
     spec = spec_from_config(cfg, block=block, overrides=overrides, device=cfg.hardware.device)
@@ -95,22 +91,6 @@ def task(cfg: DictConfig) -> dict:
     if not multirun and outcome.status == "error":
         raise SystemExit(1)
     return outcome.as_dict()
-
-
-def _check_writable(results_dir, hardware: str) -> None:
-    """Refuse a results folder that cannot be written (until ``results.check_writable`` exists)."""
-    import os
-    import tempfile
-
-    target = Path(results_dir) / hardware
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=target, prefix=".write-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OSError(f"results folder {target} cannot be written ({exc.strerror or exc}); "
-                      "choose another with results_dir=DIR") from None
 
 
 _hydra_main = hydra.main(version_base="1.3", config_path=config_search_path(), config_name="config")(task)

@@ -24,7 +24,6 @@ file protocol as the distributed cell under ``torchrun``).
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -97,10 +96,6 @@ class _OptionalModuleMissing(RuntimeError):
     """A module the cell needs is not installed (recorded as skipped)."""
 
 
-class UnsupportedInputs(RuntimeError):
-    """The library in use cannot build the requested input distribution."""
-
-
 def _inject_failure(kind: str | None) -> None:
     if kind is None:
         return
@@ -122,17 +117,6 @@ def _dtype(name: str):
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
-def input_kind_kwargs(fn, kind: str) -> dict:
-    """``{"kind": kind}`` for an input builder that takes it; ``{}`` for ``random`` on a builder
-    that predates ``kind``; :class:`UnsupportedInputs` for any other kind on such a builder."""
-    if "kind" in inspect.signature(fn).parameters:
-        return {"kind": kind}
-    if kind == "random":
-        return {}
-    raise UnsupportedInputs(f"inputs={kind!r} needs streamindex.{fn.__name__}(..., kind=...), which this "
-                            "version of the library does not have")
-
-
 def build_inputs(spec: CellSpec, S: int, fp8: bool):
     """``(q, k, w, q_scale, k_scale, q_ref, k_ref)``: the path's inputs, and the unquantised
     ``q_ref, k_ref`` of an fp8 cell that wants the overlap with ``materialize`` (else ``None``).
@@ -145,16 +129,14 @@ def build_inputs(spec: CellSpec, S: int, fp8: bool):
 
     T = max(1, S // spec.ratio)
     if not fp8 or (spec.measure_overlap and S <= FP8_OVERLAP_MAX_S):
-        kw = input_kind_kwargs(make_inputs, spec.inputs)
         q, k, w = make_inputs(S, spec.H, spec.D, B=spec.B, T=T, ratio=spec.ratio, dtype=_dtype(spec.dtype),
-                              device=spec.device, seed=spec.seed, **kw)
+                              device=spec.device, seed=spec.seed, kind=spec.inputs)
         if not fp8:
             return q, k, w, None, None, None, None
         q8, k8, qs, ks = quantize_fp8(q, k)
         return q8, k8, w, qs, ks, q, k
-    kw = input_kind_kwargs(make_fp8_inputs, spec.inputs)
     q8, k8, w, qs, ks = make_fp8_inputs(S, spec.H, spec.D, B=spec.B, T=T, ratio=spec.ratio, device=spec.device,
-                                        seed=spec.seed, **kw)
+                                        seed=spec.seed, kind=spec.inputs)
     return q8, k8, w, qs, ks, None, None
 
 
@@ -260,33 +242,18 @@ def sample_rows(S: int, n: int, seed: int, device):
     return torch.unique(rows).to(device)
 
 
-def _csa_measure():
-    """``measure_csa_cell`` from the harness (or, before it moved there, from the CSA package)."""
-    try:
-        from .csa_measure import measure_csa_cell
-    except ImportError:
-        try:
-            from streamindex.csa.bench import measure_csa_cell
-        except ImportError as exc:
-            raise _OptionalModuleMissing(f"CSA step not available: {type(exc).__name__}: {exc}") from exc
-    return measure_csa_cell
-
-
 def _run_csa(spec: CellSpec) -> dict:
     import torch
 
-    measure_csa_cell = _csa_measure()
-    kw = dict(S=spec.S, model=dict(spec.model_dims), attn_impl=spec.attn_impl, device=torch.device(spec.device),
-              seed=spec.seed, repeats=spec.repeats, warmup=spec.warmup)
-    if "matmul_tflops" in inspect.signature(measure_csa_cell).parameters:
-        kw["matmul_tflops"] = spec.matmul_tflops
-    res = dict(measure_csa_cell(**kw))
+    try:
+        from .csa_measure import measure_csa_cell
+    except ImportError as exc:  # the CSA step's optional modules (tilelang is imported lazily)
+        raise _OptionalModuleMissing(f"CSA step not available: {type(exc).__name__}: {exc}") from exc
+    res = dict(measure_csa_cell(S=spec.S, model=dict(spec.model_dims), attn_impl=spec.attn_impl,
+                                device=torch.device(spec.device), seed=spec.seed, repeats=spec.repeats,
+                                warmup=spec.warmup, matmul_tflops=spec.matmul_tflops))
     out = {"status": "ok", "reason": "", "world_size": 1}
     out.update(res)
-    out.pop("attn_frac_floor", None)     # a hard-coded denominator; attn_frac_peak uses the measured one
-    rate = spec.matmul_tflops
-    if "attn_frac_peak" not in res and rate and out.get("attn_tflops") is not None:
-        out["attn_frac_peak"] = float(out["attn_tflops"]) / rate
     if out.get("time_s") and "tokens_per_s" not in res:
         out["tokens_per_s"] = spec.B * spec.S / out["time_s"]
     return out

@@ -432,15 +432,9 @@ def run(cfg: DictConfig, task_overrides: list[str], hydra_overrides: list[str]) 
 def _check_results_dir(results_dir, hardware: str) -> None:
     from . import results
 
-    check = getattr(results, "check_writable", None)
     try:
-        if check is not None:
-            check(results_dir, hardware)
-        else:
-            from .cell_app import _check_writable
-
-            _check_writable(results_dir, hardware)
-    except (OSError, ValueError, RuntimeError) as exc:
+        results.check_writable(results_dir, hardware)
+    except OSError as exc:
         fail(str(exc))
 
 
