@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .style import MODEL_COLORS, commits_of, legend_outside, log2_x, model_label, models_of, panels
+from .style import (MODEL_COLORS, commits_of, legend_outside, log2_x, model_label, models_of,
+                    newest_commit_rows, panels)
 
 IMPL_STYLE = {"tilelang": dict(ls="-", marker="o"), "triton": dict(ls="--", marker="s")}
 
@@ -19,7 +20,8 @@ def _bf16_rate(d: pd.DataFrame) -> float | None:
 def e2e_figure(tables: dict, anchors=None):
     """Three panels vs S: (a) the indexer's time per model; (b) the attention's time, TileLang
     (solid) against Triton (dashed); (c) the attention's TFLOP/s with the goal and the peers'
-    rates, right axis = fraction of the bf16 matmul rate measured in the sweep."""
+    rates, right axis = fraction of the bf16 matmul rate measured in the sweep. Each model's rows
+    are those of its newest commit."""
     df = tables.get("e2e")
     if df is None or df.empty:
         return None
@@ -32,7 +34,7 @@ def e2e_figure(tables: dict, anchors=None):
     ax_idx, ax_att, ax_rate = axes[0]
     models = models_of(d)
     for model in models:
-        g = d[d["model"] == model]
+        g = newest_commit_rows(d[d["model"] == model])
         color = MODEL_COLORS.get(model)
         idx = g.groupby("S")["time_indexer_s"].median().dropna()
         if len(idx):

@@ -145,6 +145,16 @@ def commits_of(df: pd.DataFrame) -> str:
     return ", ".join(keys)
 
 
+def newest_commit_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the commit measured last (by row date): one figure series never joins rows of
+    several commits (the report's one-commit rule)."""
+    if df.empty or "git_commit" not in df or "date" not in df:
+        return df
+    key = df["git_commit"].astype(str)
+    newest = key[df["date"].astype(str) == df["date"].astype(str).max()].iloc[0]
+    return df[key == newest]
+
+
 def is_interpreter(tables: dict) -> bool:
     """True when no row was measured on a GPU (CPU smoke rows: the Triton interpreter)."""
     devices = set()
