@@ -119,7 +119,7 @@ def test_grid_limit_T16_S4M():
     assert rec.min().item() == 1.0 and (idx[0, 0, 1:] == -1).all()
 
 
-def test_no_host_sync_inside_an_unchecked_call_and_two_with_checks():
+def test_no_host_sync_inside_an_unchecked_call_and_one_with_checks():
     m = MODELS["v4_pro"]
     q, k, w = inputs(16384, m, seed=3)
     si.indexer_topk(q, k, w, m["topk"], ratio=4, check_finite=False)       # compile
@@ -128,7 +128,7 @@ def test_no_host_sync_inside_an_unchecked_call_and_two_with_checks():
     try:
         si.indexer_topk(q, k, w, m["topk"], ratio=4, check_finite=False)
         with pytest.raises(RuntimeError):
-            si.indexer_topk(q, k, w, m["topk"], ratio=4, check_finite=True)   # its two syncs are real
+            si.indexer_topk(q, k, w, m["topk"], ratio=4, check_finite=True)   # the input check's one sync
     finally:
         torch.cuda.set_sync_debug_mode("default")
 
