@@ -52,7 +52,7 @@ class JobContext:
     results_dir: str
     launcher: str
     start_method: str
-    workdir: Path                 # the sweep's shared folder: calibration cache, events
+    workdir: Path                 # the sweep's common folder: calibration cache, events
     output_dir: Path              # this job's own folder (spec / result files of spawned cells)
     sweep_id: str
     multirun: str = ""            # Hydra's sweep dir of the multirun this job belongs to
