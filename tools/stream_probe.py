@@ -1,6 +1,6 @@
 """Device probe for ``stream``'s selection (no-cliff work): the same-FLOP pairs of V4-Flash, V4-Pro
-and V3.2, the tie-heavy and recency inputs, both short-row selections (group-1 threshold vs radix
-select), the default call (check_finite=True) beside the unchecked one, per-kernel times, and the
+and V3.2, the tie-heavy and recency inputs, both selections of short rows (their own group maxima vs
+groups of 2), the default call (check_finite=True) beside the unchecked one, per-kernel times, and the
 cold precompile time of each model. Prints a table last; ``--json`` writes everything. Not a
 test: run on the GPU machine, e.g. ``python tools/stream_probe.py --json $OUT/probe.json``."""
 from __future__ import annotations

@@ -122,12 +122,13 @@ class _Selection:
             select_candidates(vals, idx, th.count, self.out.idx, self.out.scores, row0=i0, **geo)
 
 
-def _coarsened(gmax: torch.Tensor, G: int, group: int) -> tuple[torch.Tensor, int]:
-    """Group maxima of ``group · f`` columns from those of ``group`` (``f`` the least power of two
-    that brings the count to at most ``MAX_GROUPS``): rows longer than ``MAX_GROUPS · block_t``."""
+def _coarsened(gmax: torch.Tensor, group: int) -> tuple[torch.Tensor, int]:
+    """Group maxima of ``group · f`` columns from those of ``group`` (``gmax`` ``[R, G]``, ``f`` the
+    least power of two that brings G to at most ``MAX_GROUPS``): rows longer than
+    ``MAX_GROUPS · block_t``."""
+    R, G = gmax.shape
     f = 1 << (-(-G // MAX_GROUPS) - 1).bit_length()
-    R = gmax.shape[0]
-    pad = torch.nn.functional.pad(gmax[:, :G], (0, -G % f), value=float("-inf"))
+    pad = torch.nn.functional.pad(gmax, (0, -G % f), value=float("-inf"))
     return pad.view(R, -1, f).amax(dim=2).contiguous(), group * f
 
 
@@ -160,7 +161,7 @@ def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes,
                    group_max=gmax.unflatten(0, (p.B, r)) if group > 1 else None,
                    check_finite=p.scores_may_overflow, n_store=ld, n_groups_store=_padded(gmax.shape[1]), **cfg)
         if gmax.shape[1] > MAX_GROUPS:
-            gmax, group = _coarsened(gmax, gmax.shape[1], group)
+            gmax, group = _coarsened(gmax, group)
         select.run(scores, gmax, group, s0, r)
     return out.result()
 
@@ -174,10 +175,12 @@ def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
     """Build every kernel variant a call on ``p`` can meet, on tiny buffers, so that a timed call at
     long S compiles nothing: the score kernel per column group the call's chunks reach, the k-th
     group maximum per register width (:data:`KTH_WIDTHS`), the gather per group, the radix select
-    and the candidate sort. Sizes are not specialised (``do_not_specialize``, 16-aligned row
-    strides), so these are all the variants there are. ``quantize``: the path quantises float input
-    to e4m3 first (``stream_fp8``)."""
-    _check_topk(p, "stream")
+    and the candidate sort. The selection kernels do not specialise on sizes
+    (``do_not_specialize``); the score kernel does, but its store bounds and row strides are
+    multiples of 16, so only a last chunk of a row count that is not a multiple of 16 (S not a
+    multiple of 16) can meet a variant built here for 64-row chunks only. ``quantize``: the path
+    quantises float input to e4m3 first (``stream_fp8``)."""
+    _check_topk(p, "stream_fp8" if quantize else "stream")
     rows = min(p.S, _tile_config(p.q)["block_s"])
     if p.is_fp8 or quantize:
         q, k, qs, ks = ((p.q, p.k, p.q_scale, p.k_scale) if p.is_fp8 else quantize_fp8(p.q[:, :rows], p.k))
