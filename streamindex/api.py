@@ -39,8 +39,9 @@ def indexer_topk(q: torch.Tensor, k: torch.Tensor, w: torch.Tensor, topk: int, *
         check_finite: validate values (default): NaN / Inf in any input and scales that are not
             ``> 0`` raise a ``ValueError`` naming the tensor, and so does a visible score that
             overflows fp32 although the inputs are finite. Costs one reduction pass over each input
-            (no copy, no temporary of its size) and two host synchronisations per call (inputs
-            before, score flag after). With ``False`` nothing is checked and nothing syncs: rows
+            (no copy, no temporary of its size) and one host synchronisation per call; a second,
+            at the end, only when the inputs' bound cannot rule out fp32 overflow (then the scores
+            are checked on the device). With ``False`` nothing is checked and nothing syncs: rows
             whose scores are not finite get unspecified indices.
 
     All tensors must be on one device (meta tensors are refused); every kernel launches on that

@@ -38,7 +38,8 @@ def make_inputs(S: int, H: int = 64, D: int = 128, *, B: int = 1, T: int | None 
     w = torch.randn(B, S, H, device=device, generator=g) * (D ** -0.5) * (H ** -0.5)
     if kind == "recency":
         u = _recency_direction(D, device, seed)
-        _add_recency(q.view(-1, H, D), k, u)
+        _shift_queries(q.view(-1, H, D), u)
+        _ramp_keys(k, u)
         w = w.abs_()
     return q, k, w
 
@@ -63,12 +64,12 @@ def make_fp8_inputs(S: int, H: int = 64, D: int = 128, *, B: int = 1, T: int | N
             n = min(rows, S - i)
             blk = torch.randn(n, H, D, device=device, generator=g)
             if u is not None:
-                blk += _recency_amplitude(D) * u
+                _shift_queries(blk, u)
             q8[b, i:i + n], qs[b, i:i + n] = quantize_rows_fp8(blk.to(torch.bfloat16))
     k = torch.empty(B, T, D, device=device, dtype=torch.bfloat16)
     _fill_keys(k, g, kind)
     if u is not None:
-        _add_recency(None, k, u)
+        _ramp_keys(k, u)
     k8, ks = quantize_rows_fp8(k)
     w = torch.randn(B, S, H, device=device, generator=g) * (D ** -0.5) * (H ** -0.5)
     if u is not None:
@@ -109,14 +110,17 @@ def _recency_direction(D: int, device, seed: int) -> torch.Tensor:
     return u / u.norm()
 
 
-def _add_recency(q3: torch.Tensor | None, k: torch.Tensor, u: torch.Tensor) -> None:
-    """``q += a·u`` (every head), ``k[t] += a·(t+1)/T · u``, in slices (``q3``: ``[B·S, H, D]``)."""
+def _shift_queries(q3: torch.Tensor, u: torch.Tensor) -> None:
+    """``q += a·u`` for every head of ``q3`` ``[rows, H, D]``, in slices."""
     a = _recency_amplitude(u.numel())
-    if q3 is not None:
-        rows = max(1, _FILL_ELEMS // max(1, q3.shape[1] * q3.shape[2]))
-        for i in range(0, q3.shape[0], rows):
-            blk = q3[i:i + rows]
-            blk.copy_(blk.float() + a * u)
+    rows = max(1, _FILL_ELEMS // max(1, q3.shape[1] * q3.shape[2]))
+    for i in range(0, q3.shape[0], rows):
+        blk = q3[i:i + rows]
+        blk.copy_(blk.float() + a * u)
+
+
+def _ramp_keys(k: torch.Tensor, u: torch.Tensor) -> None:
+    """``k[t] += a·(t+1)/T · u``."""
     B, T, D = k.shape
-    ramp = torch.arange(1, T + 1, device=k.device, dtype=torch.float32) * (a / T)
+    ramp = torch.arange(1, T + 1, device=k.device, dtype=torch.float32) * (_recency_amplitude(D) / T)
     k.copy_(k.float() + ramp[None, :, None] * u)
