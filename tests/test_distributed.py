@@ -259,9 +259,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank, W, port, out_dir, cell_payloads):
+def _worker(rank, W, ports, out_dir, cell_payloads):
     os.environ["TRITON_INTERPRET"] = os.environ.get("TRITON_INTERPRET", "1")
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(W),
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(ports[0]), RANK=str(rank), WORLD_SIZE=str(W),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=W)
@@ -289,7 +289,10 @@ def _worker(rank, W, port, out_dir, cell_payloads):
     if cell_payloads:
         from streamindex.harness.distributed_cell import run_distributed_cell
 
-        for p in cell_payloads:
+        # Each cell joins its own process group at its own rendezvous port, as each torchrun cell
+        # does: a rank that finished the previous cell first must not reach that cell's store.
+        for p, port in zip(cell_payloads, ports[1:]):
+            os.environ["MASTER_PORT"] = str(port)
             rows.append(run_distributed_cell(p))
     torch.save({"lib": res, "rows": rows}, Path(out_dir) / f"rank{rank}.pt")
 
@@ -314,7 +317,8 @@ CSA_CELL = dict(kind="csa", path="csa", attn_impl="reference",
 
 
 def _spawn(W, tmp_path, cell_payloads=()):
-    mp.start_processes(_worker, args=(W, _free_port(), str(tmp_path), list(cell_payloads)), nprocs=W, join=True,
+    ports = [_free_port() for _ in range(1 + len(cell_payloads))]
+    mp.start_processes(_worker, args=(W, ports, str(tmp_path), list(cell_payloads)), nprocs=W, join=True,
                        start_method="spawn")
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(W)]
 
