@@ -39,7 +39,7 @@ def main():
         _compile(f"score_tile {dtype} group {group}", st.score_tile_kernel, dict(SCORE_SIG, Q=f"*{dtype}", K=f"*{dtype}"),
                  dict(H=64, D=128, BLOCK_D=128, BLOCK_S=64, BLOCK_T=128, HAS_KSCALE=dtype != "bf16",
                       IEEE_FP32=False, GROUP=group, CHECK_FINITE=check), num_warps=4, num_stages=4)
-    kth = {"GMAX": "*fp32", "TAU": "*fp32", "LIVE": "*i32", "N_LIVE": "*i32", "COUNT": "*i32",
+    kth = {"GMAX": "*fp32", "TAU": "*fp32", "TOP": "*fp32", "LIVE": "*i32", "N_LIVE": "*i32", "COUNT": "*i32",
            **_i("n_groups", "topk", "live_cap", "stride_gr", "stride_lr"), "BLOCK_G": "constexpr"}
     for width in c.KTH_WIDTHS:
         _compile(f"kth_group_max {width}", c.kth_group_max_kernel, kth, {"BLOCK_G": width},
@@ -50,16 +50,17 @@ def main():
     for group in (1, 2, 128):
         _compile(f"gather {group}", c.gather_candidates_kernel, gat, {"BLOCK_L": 2048 // group, "GROUP": group},
                  num_warps=8)
-    rad = {"WS": "*fp32", "COUNT": "*i32", "CAND_V": "*fp32", "CAND_I": "*i32",
+    rad = {"WS": "*fp32", "TAU": "*fp32", "TOP": "*fp32", "COUNT": "*i32", "CAND_V": "*fp32", "CAND_I": "*i32",
            **_i("row0", "rows_per_b", "s0", "T", "offset", "n_cols", t="i64"),
            **_i("ratio", "topk", "cap", "stride_wr", "stride_cr"), "BLOCK": "constexpr"}
     _compile("radix_select", c.radix_select_kernel, rad, {"BLOCK": c.RADIX_BLOCK}, num_warps=8)
-    sel = {"CAND_V": "*fp32", "CAND_I": "*i32", "COUNT": "*i32", "OUT_I": "*i32", "OUT_V": "*fp32",
+    sel = {"CAND_V": "*fp32", "CAND_I": "*i32", "COUNT": "*i32", "TAU": "*fp32", "OUT_I": "*i32", "OUT_V": "*fp32",
            **_i("row0", "rows_per_b", "s0", "T", "offset", t="i64"),
-           **_i("ratio", "topk", "stride_cr", "stride_ob", "stride_os"), "CAP": "constexpr", "WRITE_V": "constexpr"}
+           **_i("ratio", "topk", "stride_cr", "stride_ob", "stride_os"), "CAP": "constexpr", "WRITE_V": "constexpr",
+           "TRIM": "constexpr"}
     for topk in (1, 512, 2048):
         cap = 1 << (4 * topk - 1).bit_length()
-        _compile(f"select topk {topk}", c.select_candidates_kernel, sel, {"CAP": cap, "WRITE_V": True},
+        _compile(f"select topk {topk}", c.select_candidates_kernel, sel, {"CAP": cap, "WRITE_V": True, "TRIM": True},
                  num_warps=8 if cap >= 2048 else 4)
 
 

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from streamindex.kernels.candidates import gather_candidates, kth_group_max, radix_select, select_candidates
+from streamindex.kernels.candidates import (Threshold, gather_candidates, kth_group_max, radix_select,
+                                           select_candidates)
 
 
 def _rows_with_ties(R, N, seed):
@@ -13,16 +14,27 @@ def _rows_with_ties(R, N, seed):
     return x
 
 
-@pytest.mark.parametrize("G,topk", [(37, 5), (64, 64), (100, 1), (130, 17), (20, 30)])
-def test_kth_group_max_is_the_exact_kth_largest_and_lists_the_live_groups(G, topk):
+@pytest.mark.parametrize("G,topk", [(37, 5), (64, 64), (100, 1), (130, 17), (20, 30), (3000, 700)])
+def test_kth_group_max_bounds_the_kth_largest_and_lists_the_live_groups(G, topk):
     gmax = _rows_with_ties(6, G, seed=G)
     gmax[2] = torch.randn(G, generator=torch.Generator().manual_seed(1)) * 1e-30   # denormal range
+    gmax[4] = torch.randn(G, generator=torch.Generator().manual_seed(2)) * 100
     th = kth_group_max(gmax, topk, live_cap=G)
-    # fewer entries than topk: tau is -inf
-    want = torch.topk(gmax, topk, dim=1).values[:, -1] if topk <= G else torch.full((6,), float("-inf"))
-    assert torch.equal(th.tau, want + 0.0)
+    # tau: the topk-th largest, or below it with exactly topk at or above (the search stopped);
+    # fewer entries than topk: -inf
+    kth = torch.topk(gmax, topk, dim=1).values[:, -1] if topk <= G else torch.full((6,), float("-inf"))
+    at_or_above = (gmax >= th.tau[:, None]).sum(1)
+    assert (th.tau <= kth).all()
+    assert ((th.tau == kth) | (at_or_above == topk)).all()
+    if topk <= G:
+        assert (at_or_above >= topk).all()
+        if 2 * topk <= G:
+            assert (th.tau < kth).any(), "no row stopped early"
+    else:
+        assert (th.tau == float("-inf")).all()
+    assert torch.equal(th.top, gmax.amax(1))
     assert torch.equal(th.count, torch.zeros(6, dtype=torch.int32))
-    live = (gmax >= want[:, None]) & (gmax > float("-inf"))
+    live = (gmax >= th.tau[:, None]) & (gmax > float("-inf"))
     assert torch.equal(th.n_live, live.sum(1).int())
     for r in range(6):
         assert th.live[r, :int(th.n_live[r])].tolist() == torch.nonzero(live[r]).flatten().tolist()
@@ -67,30 +79,48 @@ def test_gather_reports_overflow_when_live_groups_exceed_their_slots():
     assert torch.equal(th.count[[0, 2]], (ws[[0, 2]] >= th.tau[[0, 2], None]).sum(1).int())
 
 
-@pytest.mark.parametrize("n_cand", [6, 7, 9, 16, 20])   # each sort width: cap/2, cap (cap = 32)
-def test_select_orders_by_score_then_index(n_cand):
+def _threshold(count, tau):
+    """A :class:`Threshold` with these counts and taus (the fields the selection kernels read)."""
+    R = count.shape[0]
+    return Threshold(tau, tau.clone(), torch.zeros(R, 1, dtype=torch.int32), torch.zeros(R, dtype=torch.int32), count)
+
+
+@pytest.mark.parametrize("trim", [True, False])
+@pytest.mark.parametrize("n_cand", [6, 7, 9, 16, 20])   # each sort width: cap/4, cap/2, cap (cap = 32)
+def test_select_orders_by_score_then_index(n_cand, trim):
+    # Row 0: few distinct values (the ties at the k-th value may be too wide to trim to cap/4);
+    # row 1: distinct values (trimmed to exactly topk); row 2: ties just at the boundary.
     R, cap, topk, S = 3, 32, 6, 40
     g = torch.Generator().manual_seed(n_cand)
     vals = torch.randint(0, 4, (R, cap), generator=g).float()
+    vals[1] = torch.randn(cap, generator=g)
+    vals[2] = torch.randperm(cap, generator=g).float()
+    vals[2, :n_cand:3] = vals[2, :n_cand].sort(descending=True).values[topk - 1]
     idx = torch.stack([torch.randperm(cap, generator=g) for _ in range(R)]).int()
     vals[:, n_cand:] = 99.0                                       # garbage beyond count: must be ignored
     count = torch.full((R,), n_cand, dtype=torch.int32)
+    th = _threshold(count, vals[:, :n_cand].amin(1))
+    want = [sorted(zip(vals[r, :n_cand].tolist(), idx[r, :n_cand].tolist()), key=lambda p: (-p[0], p[1]))[:topk]
+            for r in range(R)]
     out_i = torch.full((1, S, topk), -7, dtype=torch.int32)
     out_v = torch.zeros(1, S, topk)
-    select_candidates(vals, idx, count, out_i, out_v, row0=0, rows_per_b=R, s0=30, T=1000, ratio=1, offset=0)
+    select_candidates(vals, idx, th, out_i, out_v, row0=0, rows_per_b=R, s0=30, T=1000, ratio=1, offset=0, trim=trim)
     for r in range(R):
-        pairs = sorted(zip(vals[r, :n_cand].tolist(), idx[r, :n_cand].tolist()), key=lambda p: (-p[0], p[1]))
-        assert out_i[0, 30 + r].tolist() == [i for _, i in pairs[:topk]]
-        assert out_v[0, 30 + r].tolist() == [v for v, _ in pairs[:topk]]
+        assert out_i[0, 30 + r].tolist() == [i for _, i in want[r]]
+        assert out_v[0, 30 + r].tolist() == [v for v, _ in want[r]]
     assert (out_i[0, :30] == -7).all() and (out_i[0, 33:] == -7).all()
+    assert torch.equal(th.count, count)
 
 
-@pytest.mark.parametrize("N,topk", [(1, 1), (5, 5), (300, 7), (4500, 3), (2100, 64)])
-def test_radix_select_of_overflowing_rows_is_exact(N, topk):
+@pytest.mark.parametrize("claim", ["none", "group_maxima"])
+@pytest.mark.parametrize("N,topk", [(1, 1), (5, 5), (300, 7), (4500, 3), (2100, 64), (9000, 600)])
+def test_radix_select_of_overflowing_rows_is_exact(N, topk, claim):
     # count > cap sends a row to the radix select over its scores: ties at the k-th value (integers
     # in [-6, 6], so thousands wide), +-0.0, denormals, rows that see fewer keys than topk, one key;
-    # then the sort writes the ordered output.
-    R, cap = 5, 4 * 64
+    # then the sort writes the ordered output. claim "none": tau = -inf (every radix pass runs);
+    # "group_maxima": tau / top from the maxima of groups of 4 of the visible scores (rows whose
+    # maximum is tied topk times skip the passes).
+    R, cap = 5, 4 * 1024
     g = torch.Generator().manual_seed(N + topk)
     scores = torch.randint(-6, 7, (R, N), generator=g).float() / 4
     scores[0] = -0.0
@@ -98,22 +128,32 @@ def test_radix_select_of_overflowing_rows_is_exact(N, topk):
     scores[3] = torch.randn(N, generator=g)                            # no ties
     s0, ratio = 3, 1                                                   # row i sees min(N, s0 + i + 1 + offset)
     offset = N - 6
+    n_vis = [min(N, (offset + s0 + r + 1) // ratio) for r in range(R)]
+    visible = scores.clone()
+    for r in range(R):
+        visible[r, n_vis[r]:] = float("-inf")
+    if claim == "none":
+        th = _threshold(torch.full((R,), cap + 1, dtype=torch.int32), torch.full((R,), float("-inf")))
+    else:
+        gmax = torch.nn.functional.pad(visible, (0, -N % 4), value=float("-inf")).view(R, -1, 4).amax(2)
+        th = kth_group_max(gmax.contiguous(), topk)
+        th.count.fill_(cap + 1)
     vals = torch.full((R, cap), 7.0)
     idx = torch.zeros((R, cap), dtype=torch.int32)
-    count = torch.full((R,), cap + 1, dtype=torch.int32)
     out_i = torch.full((1, s0 + R, topk), -7, dtype=torch.int32)
     out_v = torch.zeros(1, s0 + R, topk)
     geo = dict(row0=0, rows_per_b=R, s0=s0, T=N, ratio=ratio, offset=offset)
-    count[1] = 3                                                       # a row that fits: left alone
-    radix_select(scores, count, vals, idx, topk=topk, **geo)
-    assert count[1] == 3 and (vals[1] == 7.0).all()
-    count[1] = cap + 1
-    radix_select(scores, count, vals, idx, topk=topk, **geo)
-    assert count.tolist() == [min(topk, N, (offset + s0 + r + 1) // ratio) for r in range(R)]
-    select_candidates(vals, idx, count, out_i, out_v, **geo)
+    th.count[1] = 3                                                    # a row that fits: left alone
+    radix_select(scores, th, vals, idx, topk=topk, **geo)
+    assert th.count[1] == 3 and (vals[1] == 7.0).all()
+    th.count[1] = cap + 1
+    radix_select(scores, th, vals, idx, topk=topk, **geo)
+    assert th.count.tolist() == [min(topk, n) for n in n_vis]
+    if claim == "group_maxima" and N >= 2100:
+        assert (th.tau == th.top).any(), "no row took the tied-maximum shortcut"
+    select_candidates(vals, idx, th, out_i, out_v, **geo)
     for r in range(R):
-        n_vis = min(N, (offset + s0 + r + 1) // ratio)
-        pairs = sorted(((scores[r, j].item() + 0.0, j) for j in range(n_vis)), key=lambda p: (-p[0], p[1]))[:topk]
+        pairs = sorted(((scores[r, j].item() + 0.0, j) for j in range(n_vis[r])), key=lambda p: (-p[0], p[1]))[:topk]
         want_i = [j for _, j in pairs] + [-1] * (topk - len(pairs))
         assert out_i[0, s0 + r].tolist() == want_i, r
         assert out_v[0, s0 + r, :len(pairs)].tolist() == [v for v, _ in pairs]

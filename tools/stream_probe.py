@@ -31,14 +31,37 @@ def inputs(model, S, kind="random", fp8=False, seed=1):
     return (*si.make_inputs(S, m["H"], m["D"], ratio=m["ratio"], device="cuda", seed=seed, kind=kind), {})
 
 
-def time_case(model, S, kind="random", fp8=False, check=False, direct=None, recall_rows=48, reps=3):
+#: Selection variants the probe can time side by side: module constants patched for the call.
+VARIANTS = {
+    "default": {},
+    "g4m4": {"GROUPS_PER_K": 4, "MIN_GROUP": 4},
+    "g2m4": {"MIN_GROUP": 4},
+    "notrim": {"candidates.TRIM_BEFORE_SORT": False},
+    "g4m4_notrim": {"GROUPS_PER_K": 4, "MIN_GROUP": 4, "candidates.TRIM_BEFORE_SORT": False},
+}
+
+
+def _patch(knobs):
+    """Set ``knobs`` (``name`` on the stream module, ``candidates.name`` on the kernels); return
+    the previous values."""
+    import streamindex.kernels.candidates as cand_mod
+    old = {}
+    for name, value in knobs.items():
+        mod, attr = (cand_mod, name.split(".", 1)[1]) if name.startswith("candidates.") else (stream_mod, name)
+        old[name] = getattr(mod, attr)
+        setattr(mod, attr, value)
+    return old
+
+
+def time_case(model, S, kind="random", fp8=False, check=False, direct=None, recall_rows=48, reps=3, variant="default"):
     m = MODELS[model]
     path = "stream_fp8" if fp8 else "stream"
-    old = stream_mod.DIRECT_MAX_COLS
+    knobs = dict(VARIANTS[variant])
     if direct is not None:
-        stream_mod.DIRECT_MAX_COLS = direct
+        knobs["DIRECT_MAX_COLS"] = direct
+    old = _patch(knobs)
     row = dict(model=model, S=S, inputs=kind, path=path, check_finite=check,
-               direct=stream_mod.DIRECT_MAX_COLS)
+               direct=stream_mod.DIRECT_MAX_COLS, variant=variant, tree=os.path.dirname(si.__file__))
     try:
         q, k, w, kw = inputs(model, S, kind, fp8)
         fn = lambda: si.indexer_topk(q, k, w, m["topk"], ratio=m["ratio"], path=path, check_finite=check, **kw)
@@ -59,7 +82,7 @@ def time_case(model, S, kind="random", fp8=False, check=False, direct=None, reca
     except Exception as e:  # a failing case is a recorded row
         row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
     finally:
-        stream_mod.DIRECT_MAX_COLS = old
+        _patch(old)
         torch.cuda.empty_cache()
     print(json.dumps(row), flush=True)
     return row
@@ -180,6 +203,8 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--budget", type=float, default=400)
     ap.add_argument("--only", default="ab,memory,cases,check,kernels,precompile")
+    ap.add_argument("--variants", default="", help="comma-separated VARIANTS to time on the quick cases")
+    ap.add_argument("--cases", default="all", help="all | quick (the no-cliff pairs and ties8)")
     args = ap.parse_args()
     t_start = time.time()
     left = lambda: args.budget - (time.time() - t_start)
@@ -194,10 +219,17 @@ def main():
              (("v4_flash", 262144, "ties8"), {}),
              (("v4_flash", 1 << 20), dict(recall_rows=16, reps=2)), (("v4_flash", 1 << 20), dict(fp8=True, recall_rows=16, reps=2)),
              (("v4_flash", 262144, "recency"), {}), (("v3_2", 16384), {}), (("v4_flash", 32768), {})]
+    quick = [(("v4_flash", 65536), {}), (("v4_pro", 65536), {}), (("v3_2", 32768), {}), (("v4_flash", 131072), {}),
+             (("v4_pro", 131072), {}), (("v4_flash", 262144), {}), (("v3_2", 131072), {}),
+             (("v4_flash", 262144, "ties8"), {})]
     if "cases" in only:
-        for args_, kw in cases:
+        for args_, kw in (quick if args.cases == "quick" else cases):
             if left() > 20:
                 out["rows"].append(time_case(*args_, **kw))
+    for variant in filter(None, args.variants.split(",")):
+        for args_, kw in quick:
+            if left() > 20:
+                out["rows"].append(time_case(*args_, recall_rows=8, reps=2, variant=variant, **kw))
     if "direct" in only and left() > 60:
         for model, S in [("v4_flash", 32768), ("v4_flash", 65536), ("v4_pro", 65536), ("v3_2", 32768)]:
             out["rows"].append(time_case(model, S, direct=0, recall_rows=16))
@@ -215,11 +247,11 @@ def main():
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1, default=str)
-    print("\n| model | S | inputs | path | check | direct | time | TFLOP/s | peak GiB | recall_min |")
-    print("|---|---:|---|---|---|---:|---:|---:|---:|---:|")
+    print("\n| variant | model | S | inputs | path | check | direct | time | TFLOP/s | peak GiB | recall_min |")
+    print("|---|---|---:|---|---|---|---:|---:|---:|---:|---:|")
     for r in out["rows"]:
         t = r.get("time_s")
-        print(f"| {r['model']} | {r['S']} | {r['inputs']} | {r['path']} | {r['check_finite']} | {r['direct']} | "
+        print(f"| {r['variant']} | {r['model']} | {r['S']} | {r['inputs']} | {r['path']} | {r['check_finite']} | {r['direct']} | "
               + (f"{t * 1e3:.1f} ms | {r['tflops']:.0f} | {r['peak_extra_gib']:.2f} | {r.get('recall_min', '')} |"
                  if t else f"{r.get('error', '')} |"))
     for r in out["precompile"]:

@@ -3,22 +3,26 @@ size to the exact, ordered top-k written straight into the output.
 
 Four launches per slice of rows:
 
-* :func:`kth_group_max` — ``tau[r]``, the k-th largest group maximum of row ``r``, found exactly by
-  a bitwise search over order-preserving integer keys (32 counting passes over registers). At
-  least ``k`` groups hold an entry ``>= tau``, so ``tau`` bounds the row's k-th score from below
-  and the entries ``>= tau`` (ties at the boundary included) hold the whole top-k. The same pass
-  lists the ids of those live groups (about ``k`` of them).
+* :func:`kth_group_max` — ``tau[r]``, the k-th largest group maximum of row ``r`` (or a value
+  below it that leaves exactly ``k`` maxima at or above it), by a bitwise search over
+  order-preserving int32 keys held in registers: one count per bit where the row's keys differ,
+  stopping once exactly ``k`` remain. At least ``k`` groups hold an entry ``>= tau``, so ``tau``
+  bounds the row's k-th score from below and the entries ``>= tau`` (ties at the boundary
+  included) hold the whole top-k. The same pass lists the ids of those live groups (about ``k``).
 * :func:`gather_candidates` — compacts the entries ``>= tau`` of the live groups into a
   ``cap``-wide buffer. Only the live groups are read or touched: about ``k · group`` entries per
   row, a quarter to an eighth of it.
-* :func:`select_candidates` — sorts each row's candidates on a composite key (score descending,
-  index ascending: no ties) in the narrowest power-of-two width that holds them, and writes the
-  first ``topk`` as the contract's output.
+* :func:`select_candidates` — trims each row's candidates to its top ``k`` (the same bitwise
+  search over the candidates in registers, compacted in place), sorts them on a composite key
+  (score descending, index ascending: no ties) in the narrowest power-of-two width that holds
+  them, and writes the contract's output.
 * :func:`radix_select` — runs before the sort; a row whose candidates did not fit (``count > cap``:
   massive ties at the threshold, or a row the caller sends straight to it) is selected exactly
-  from its scores: radix passes find the k-th key, the entries strictly above it are taken and the
-  ties at it are taken by smallest index, counted in index order, never sorted — so no buffer can
-  overflow, whatever the ties, and nothing returns to the host. Other rows exit at once.
+  from its scores: radix passes find the k-th key (none when ``k`` group maxima equal the row's
+  maximum: the k-th key is that maximum), the entries strictly above it are taken and the ties at
+  it are taken by smallest index, counted in index order, never sorted, the scan stopping once
+  all are found — so no buffer can overflow, whatever the ties, and nothing returns to the host.
+  Other rows exit at once.
 """
 from __future__ import annotations
 
@@ -42,34 +46,65 @@ def _key_value(key):
     return (key ^ ((key >> 31) & 0x7FFFFFFF)).to(tl.float32, bitcast=True)
 
 
-NEG_INF_KEY = tl.constexpr(0x007FFFFF)   # _ordered_key(-inf) + 2^31
+NEG_INF_KEY = tl.constexpr(-2139095041)   # _ordered_key(-inf); every finite key is above it
+_INT32_MAX = tl.constexpr(2147483647)
+_INT32_MIN = tl.constexpr(-2147483648)
+
+
+@triton.jit
+def _kth_key(key, kk, lo, hi):
+    """A key ``x`` with at least ``kk`` (>= 1) of ``key`` (int32 order-preserving keys; lanes to
+    ignore hold ``INT32_MIN``) at or above it: the largest such key, or — stopping early — one
+    with exactly ``kk`` at or above it (it parts the top ``kk`` from the rest either way).
+    ``INT32_MIN`` when fewer than ``kk`` lanes are above ``INT32_MIN``.
+
+    A bitwise search, most significant bit first. ``lo`` (a key known to have ``kk`` at or above
+    it, else ``INT32_MIN``) and ``hi`` (the largest key) decide the bits they share without a
+    count, so a row spends its reductions on the bits where its keys differ."""
+    ans = tl.full([], _INT32_MIN, tl.int32)
+    done = tl.full([], 0, tl.int32)
+    for i in tl.static_range(32):
+        if done == 0:
+            if i == 0:
+                cand = tl.full([], 0, tl.int32)        # the sign bit: keys >= 0
+            else:
+                cand = ans | (1 << (31 - i))
+            if cand <= lo:
+                ans = cand
+            elif cand <= hi:
+                c = tl.sum((key >= cand).to(tl.int32), axis=0)
+                if c >= kk:
+                    ans = cand
+                    if c == kk:
+                        done = 1
+    return ans
 
 
 @triton.jit(do_not_specialize=["n_groups", "topk", "live_cap"])
-def kth_group_max_kernel(GMAX, TAU, LIVE, N_LIVE, COUNT, n_groups, topk, live_cap, stride_gr, stride_lr,
+def kth_group_max_kernel(GMAX, TAU, TOP, LIVE, N_LIVE, COUNT, n_groups, topk, live_cap, stride_gr, stride_lr,
                          BLOCK_G: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     g = tl.arange(0, BLOCK_G)
     in_row = g < n_groups
     v = tl.load(GMAX + row * stride_gr + g, mask=in_row, other=float("-inf"))
-    u = _ordered_key(v).to(tl.int64) + 2147483648          # [0, 2^32), same order as v
-    ans = tl.full([], 0, tl.int64)
-    for i in tl.static_range(32):
-        cand = ans | (1 << (31 - i))
-        ans = tl.where(tl.sum((u >= cand).to(tl.int32), axis=0) >= topk, cand, ans)
-    # Fewer than topk entries: the search found nothing; tau is then -inf (its key is the least).
-    ans = tl.maximum(ans, NEG_INF_KEY)
-    live = ((u >= ans) & (v > float("-inf"))).to(tl.int32)   # out-of-row lanes hold -inf
+    key = tl.where(in_row, _ordered_key(v), _INT32_MIN)
+    hi = tl.max(key, axis=0)
+    lo = tl.where(n_groups >= topk, tl.min(tl.where(in_row, key, _INT32_MAX), axis=0), _INT32_MIN)
+    # Fewer than topk entries: the search finds nothing; tau is then -inf (its key is the least).
+    ans = tl.maximum(_kth_key(key, topk, lo, hi), NEG_INF_KEY)
+    live = ((key >= ans) & (v > float("-inf"))).to(tl.int32)   # out-of-row lanes hold -inf
     pos = tl.cumsum(live, axis=0) - 1
     tl.store(LIVE + row * stride_lr + pos, g, mask=(live != 0) & (pos < live_cap))
     tl.store(N_LIVE + row, tl.sum(live, axis=0))
-    tl.store(TAU + row, _key_value((ans - 2147483648).to(tl.int32)))
+    tl.store(TAU + row, _key_value(ans))
+    tl.store(TOP + row, tl.max(v, axis=0))
     tl.store(COUNT + row, 0)
 
 
 class Threshold(NamedTuple):
     """Output of :func:`kth_group_max` for rows ``R``; the input of :func:`gather_candidates`."""
-    tau: torch.Tensor     # [R] fp32: the k-th largest group maximum (-inf if fewer than k)
+    tau: torch.Tensor     # [R] fp32: at most the k-th largest group maximum, with k group maxima >= it (-inf if fewer than k)
+    top: torch.Tensor     # [R] fp32: the largest group maximum (the row's maximum)
     live: torch.Tensor    # [R, live_cap] int32: ids of the finite groups with maximum >= tau, ascending
     n_live: torch.Tensor  # [R] int32: how many there are (above live_cap: the row overflows)
     count: torch.Tensor   # [R] int32 zeros: the gather's candidate counters
@@ -83,7 +118,7 @@ def live_capacity(topk: int) -> int:
 
 #: Register widths of :func:`kth_group_max` (a kernel variant each): a row of G groups takes the
 #: narrowest that holds it, so a handful of variants serve every row length.
-KTH_WIDTHS = (256, 1024, 4096, 8192)
+KTH_WIDTHS = (256, 1024, 2048, 4096, 8192)
 
 
 def kth_register_width(G: int) -> int:
@@ -95,22 +130,24 @@ def kth_register_width(G: int) -> int:
 
 
 def kth_group_max(gmax: torch.Tensor, topk: int, live_cap: int | None = None) -> Threshold:
-    """``tau``, the exact ``topk``-th largest value of each row of ``gmax`` [R, G] fp32 (no NaN;
-    ``-inf`` when the row has fewer than ``topk`` entries), and the ids of the groups that reach
-    it and are not ``-inf`` (the first ``live_cap``, default :func:`live_capacity`), with zeroed
-    counters for the gather. With ``group = 1`` (``gmax`` = the scores) the live groups are the
+    """``tau`` per row of ``gmax`` [R, G] fp32 (no NaN): the ``topk``-th largest value, or a
+    smaller one that leaves exactly ``topk`` values at or above it (the search stops there;
+    ``-inf`` when the row has fewer than ``topk`` entries); ``top``, the row's largest value; the
+    ids of the groups at or above ``tau`` that are not ``-inf`` (the first ``live_cap``, default
+    :func:`live_capacity`), and zeroed counters for the gather. With ``group = 1`` (``gmax`` = the scores) the live groups are the
     candidates themselves. The row is held in registers (:func:`kth_register_width` wide)."""
     R, G = gmax.shape
     assert gmax.stride(1) == 1
     live_cap = live_cap or live_capacity(topk)
     dev = gmax.device
     th = Threshold(torch.empty(R, dtype=torch.float32, device=dev),
+                   torch.empty(R, dtype=torch.float32, device=dev),
                    torch.empty((R, live_cap), dtype=torch.int32, device=dev),
                    torch.empty(R, dtype=torch.int32, device=dev),
                    torch.empty(R, dtype=torch.int32, device=dev))
     if R:
         block_g = kth_register_width(G)
-        kth_group_max_kernel[(R,)](gmax, th.tau, th.live, th.n_live, th.count, G, topk, live_cap,
+        kth_group_max_kernel[(R,)](gmax, th.tau, th.top, th.live, th.n_live, th.count, G, topk, live_cap,
                                    gmax.stride(0), live_cap, BLOCK_G=block_g,
                                    num_warps=8 if block_g >= 4096 else 4)
     return th
@@ -187,26 +224,30 @@ def _sort_and_store(CAND_V, CAND_I, cnt, row, b, s, OUT_I, OUT_V, T, ratio, offs
 
 
 RADIX_BLOCK = 4096   # entries per step of the radix passes
-_INT32_MAX = tl.constexpr(2147483647)
-_INT32_MIN = tl.constexpr(-2147483648)
 
 
 @triton.jit
-def _radix_select_row(ROW, n, kk, OUT_V, OUT_I, BLOCK: tl.constexpr):
+def _radix_select_row(ROW, n, kk, OUT_V, OUT_I, tie_key, tied_top, BLOCK: tl.constexpr):
     """Write the ``kk`` (``1 <= kk <= n``) largest of ``ROW[0 : n]`` (fp32, no NaN) to
     ``OUT_V``/``OUT_I`` (values, column indices), unordered except that the ties at the k-th value
     are the smallest columns.
 
-    Radix passes over the int32 order-preserving keys, most significant byte first, find the k-th
+    ``tied_top`` != 0 says that at least ``kk`` entries equal the row's maximum, whose key is
+    ``tie_key``: the top ``kk`` are its first ``kk`` occurrences and no radix pass runs. Otherwise
+    radix passes over the int32 order-preserving keys, most significant byte first, find the k-th
     key ``kappa`` byte by byte and ``kr``, how many entries of its bucket belong to the top ``kk``.
     They stop early when the bucket holds exactly ``kr`` entries or a single distinct key (massive
-    ties). A last pass emits the entries above ``kappa``'s bucket and the first ``kr`` of the bucket,
-    in column order: ties are counted, never sorted, and no buffer can overflow."""
+    ties). A last scan emits the entries above ``kappa``'s bucket and the first ``kr`` of the
+    bucket, in column order, and stops once it has them all: ties are counted, never sorted, and
+    no buffer can overflow."""
     bins = tl.arange(0, 256)
-    kappa = tl.full([], 0, tl.int32)
+    kappa = tie_key
     kr = kk
-    level = 0            # bytes of kappa decided
-    done = 0
+    level = 4            # bytes of kappa decided
+    done = tied_top
+    if done == 0:
+        kappa = tl.full([], 0, tl.int32)
+        level = 0
     for p in tl.static_range(4):
         if done == 0:
             shift = 24 - 8 * p
@@ -246,9 +287,10 @@ def _radix_select_row(ROW, n, kk, OUT_V, OUT_I, BLOCK: tl.constexpr):
     sh = 32 - 8 * level
     top = kappa >> sh
     n_gt = kk - kr
-    seen_gt = 0
-    seen_eq = 0
-    for c0 in range(0, n, BLOCK):
+    seen_gt = tl.full([], 0, tl.int32)
+    seen_eq = tl.full([], 0, tl.int32)
+    c0 = tl.full([], 0, tl.int32)
+    while (c0 < n) & ((seen_gt < n_gt) | (seen_eq < kr)):
         cols = c0 + tl.arange(0, BLOCK)
         ok = cols < n
         v = tl.load(ROW + cols, mask=ok, other=0.0)
@@ -262,11 +304,12 @@ def _radix_select_row(ROW, n, kk, OUT_V, OUT_I, BLOCK: tl.constexpr):
         tl.store(OUT_I + dst, cols, mask=keep)
         seen_gt += tl.sum(gt, axis=0)
         seen_eq += tl.sum(eq, axis=0)
+        c0 += BLOCK
 
 
 @triton.jit(do_not_specialize=["row0", "rows_per_b", "s0", "T", "offset", "n_cols", "topk", "cap"])
-def radix_select_kernel(WS, COUNT, CAND_V, CAND_I, row0, rows_per_b, s0, T, ratio, offset, n_cols, topk, cap,
-                        stride_wr, stride_cr, BLOCK: tl.constexpr):
+def radix_select_kernel(WS, TAU, TOP, COUNT, CAND_V, CAND_I, row0, rows_per_b, s0, T, ratio, offset, n_cols, topk,
+                        cap, stride_wr, stride_cr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     if tl.load(COUNT + pid) > cap:
         row = row0 + pid.to(tl.int64)
@@ -274,36 +317,75 @@ def radix_select_kernel(WS, COUNT, CAND_V, CAND_I, row0, rows_per_b, s0, T, rati
         n = tl.minimum(tl.minimum((offset + s + 1) // ratio, T), n_cols).to(tl.int32)
         kk = tl.minimum(n, topk)
         if kk > 0:
+            # tau is at most the k-th group maximum with k maxima at or above it: tau equal to the
+            # largest maximum means k groups, so k entries, hold the row's maximum.
+            tau = tl.load(TAU + pid)
+            tied_top = ((tau == tl.load(TOP + pid)) & (tau > float("-inf"))).to(tl.int32)
             _radix_select_row(WS + row * stride_wr, n, kk, CAND_V + pid.to(tl.int64) * stride_cr,
-                              CAND_I + pid.to(tl.int64) * stride_cr, BLOCK=BLOCK)
+                              CAND_I + pid.to(tl.int64) * stride_cr, _ordered_key(tau), tied_top, BLOCK=BLOCK)
         tl.store(COUNT + pid, kk)
 
 
-def radix_select(scores: torch.Tensor, count: torch.Tensor, vals: torch.Tensor, idx: torch.Tensor, *, row0: int,
+def radix_select(scores: torch.Tensor, th: Threshold, vals: torch.Tensor, idx: torch.Tensor, *, row0: int,
                  rows_per_b: int, s0: int, T: int, ratio: int, offset: int, topk: int) -> None:
-    """For each row ``i`` of the slice with ``count[i] > cap`` (candidates that did not fit, or a
-    row sent here on purpose): select the exact top-``topk`` of its visible scores (row ``row0 + i``
-    of ``scores`` ``[B·r, N]``, query ``s0 + (row0 + i) % r``) into ``vals[i]`` / ``idx[i]``, ties
-    at the k-th score by smallest index, and set ``count[i]`` to how many (``min(topk, visible)``).
-    Other rows are untouched."""
+    """For each row ``i`` of the slice with ``th.count[i] > cap`` (candidates that did not fit, or
+    a row sent here on purpose): select the exact top-``topk`` of its visible scores (row
+    ``row0 + i`` of ``scores`` ``[B·r, N]``, query ``s0 + (row0 + i) % r``) into ``vals[i]`` /
+    ``idx[i]``, ties at the k-th score by smallest index, and set ``th.count[i]`` to how many
+    (``min(topk, visible)``). ``th`` is :func:`kth_group_max`'s output for these rows (its
+    ``tau`` / ``top`` must come from maxima of the row's visible scores; ``tau = -inf`` claims
+    nothing). Other rows are untouched."""
     R, cap = vals.shape
     if R == 0:
         return
     assert scores.stride(1) == 1 and vals.stride(1) == 1 and idx.stride(0) == vals.stride(0)
-    radix_select_kernel[(R,)](scores, count, vals, idx, row0, rows_per_b, s0, T, ratio, offset, scores.shape[1],
-                              topk, cap, scores.stride(0), vals.stride(0), BLOCK=RADIX_BLOCK, num_warps=8)
+    radix_select_kernel[(R,)](scores, th.tau, th.top, th.count, vals, idx, row0, rows_per_b, s0, T, ratio, offset,
+                              scores.shape[1], topk, cap, scores.stride(0), vals.stride(0), BLOCK=RADIX_BLOCK,
+                              num_warps=8)
+
+
+@triton.jit
+def _trim_to_top(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr, KW: tl.constexpr):
+    """Compact the row's ``cnt`` (``<= W``) candidates, all ``>= tau``, in place to those at or
+    above the ``kk``-th largest score, when at most ``KW`` are: then return how many, else
+    ``cnt`` (ties at the k-th score wider than ``KW - kk``; the row is sorted whole)."""
+    j = tl.arange(0, W)
+    live = j < cnt
+    v = tl.load(CAND_V + row * stride_cr + j, mask=live, other=float("-inf"))
+    i = tl.load(CAND_I + row * stride_cr + j, mask=live, other=0)
+    key = tl.where(live, _ordered_key(v), _INT32_MIN)
+    theta = _kth_key(key, kk, _ordered_key(tau), tl.max(key, axis=0))
+    ge = (key >= theta).to(tl.int32)
+    n_ge = tl.sum(ge, axis=0)
+    if n_ge <= KW:
+        pos = tl.cumsum(ge, axis=0) - 1
+        tl.debug_barrier()                     # every lane has read its slot before any is moved
+        tl.store(CAND_V + row * stride_cr + pos, v, mask=ge != 0)
+        tl.store(CAND_I + row * stride_cr + pos, i, mask=ge != 0)
+        tl.debug_barrier()                     # the sort below reads what other lanes wrote
+        cnt = n_ge
+    return cnt
 
 
 @triton.jit(do_not_specialize=["row0", "rows_per_b", "s0", "T", "offset", "topk"])
-def select_candidates_kernel(CAND_V, CAND_I, COUNT, OUT_I, OUT_V, row0, rows_per_b, s0, T, ratio, offset, topk,
-                             stride_cr, stride_ob, stride_os, CAP: tl.constexpr, WRITE_V: tl.constexpr):
+def select_candidates_kernel(CAND_V, CAND_I, COUNT, TAU, OUT_I, OUT_V, row0, rows_per_b, s0, T, ratio, offset, topk,
+                             stride_cr, stride_ob, stride_os, CAP: tl.constexpr, WRITE_V: tl.constexpr,
+                             TRIM: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     row = row0 + pid
     b = row // rows_per_b
     s = s0 + row % rows_per_b
     cnt = tl.load(COUNT + pid)
-    # A row holds at least min(topk, visible) candidates; sorting a quarter or half of the slots is
-    # 2-5x less work.
+    # A row holds at least kk = min(topk, visible) candidates, and CAP // 4 >= topk: rows with more
+    # are trimmed to their top kk first (a sort costs W·log²W in its width W).
+    if TRIM:
+        if cnt > CAP // 4:
+            kk = tl.minimum(tl.minimum((offset + s + 1) // ratio, T), topk).to(tl.int32)
+            tau = tl.load(TAU + pid)
+            if cnt <= CAP // 2:
+                cnt = _trim_to_top(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP // 2, KW=CAP // 4)
+            else:
+                cnt = _trim_to_top(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP, KW=CAP // 4)
     if cnt <= CAP // 4:
         _sort_and_store(CAND_V, CAND_I, cnt, pid, b, s, OUT_I, OUT_V, T, ratio, offset, topk,
                         stride_cr, stride_ob, stride_os, W=CAP // 4, WRITE_V=WRITE_V)
@@ -315,19 +397,26 @@ def select_candidates_kernel(CAND_V, CAND_I, COUNT, OUT_I, OUT_V, row0, rows_per
                         stride_cr, stride_ob, stride_os, W=CAP, WRITE_V=WRITE_V)
 
 
-def select_candidates(vals: torch.Tensor, idx: torch.Tensor, count: torch.Tensor, out_idx: torch.Tensor,
+#: Trim candidates to the top k before sorting them (``select_candidates``); off: sort them all.
+TRIM_BEFORE_SORT = True
+
+
+def select_candidates(vals: torch.Tensor, idx: torch.Tensor, th: Threshold, out_idx: torch.Tensor,
                       out_scores: torch.Tensor | None, *, row0: int, rows_per_b: int, s0: int, T: int, ratio: int,
-                      offset: int) -> None:
-    """Write the exact ordered top-k of each row's candidates (``vals``/``idx`` ``[R, cap]``, ``count``
-    of them, at least ``min(topk, visible)`` and at most ``cap``; row ``i`` is query
-    ``s0 + (row0 + i) % rows_per_b`` of batch ``(row0 + i) // rows_per_b``) into ``out_idx[b, s]``
-    (int32, ``-1`` beyond the visible keys) and ``out_scores`` if given."""
+                      offset: int, trim: bool | None = None) -> None:
+    """Write the exact ordered top-k of each row's candidates (``vals``/``idx`` ``[R, cap]``,
+    ``th.count`` of them, at least ``min(topk, visible)``, at most ``cap``, none below ``th.tau``;
+    row ``i`` is query ``s0 + (row0 + i) % rows_per_b`` of batch ``(row0 + i) // rows_per_b``)
+    into ``out_idx[b, s]`` (int32, ``-1`` beyond the visible keys) and ``out_scores`` if given.
+    ``trim`` (default :data:`TRIM_BEFORE_SORT`): rows with more than ``cap / 4`` candidates are
+    first cut to their top k in place (their ``vals`` / ``idx`` slots are overwritten)."""
     R, cap = vals.shape
     topk = out_idx.shape[2]
     assert cap & (cap - 1) == 0 and cap >= 4 * topk
     if R == 0:
         return
     ov = out_scores if out_scores is not None else out_idx
-    select_candidates_kernel[(R,)](vals, idx, count, out_idx, ov, row0, rows_per_b, s0, T, ratio, offset, topk,
-                                   vals.stride(0), out_idx.stride(0), out_idx.stride(1), CAP=cap,
-                                   WRITE_V=out_scores is not None, num_warps=8 if cap >= 2048 else 4)
+    trim = TRIM_BEFORE_SORT if trim is None else trim
+    select_candidates_kernel[(R,)](vals, idx, th.count, th.tau, out_idx, ov, row0, rows_per_b, s0, T, ratio, offset,
+                                   topk, vals.stride(0), out_idx.stride(0), out_idx.stride(1), CAP=cap,
+                                   WRITE_V=out_scores is not None, TRIM=trim, num_warps=8 if cap >= 2048 else 4)

@@ -42,10 +42,10 @@ MAX_TOPK = 2048
 # Workspace bytes per (row, visible key): the fp32 score; the group maxima add 1/group of it.
 BYTES_PER_SCORE = 4
 # Groups per row are at least GROUPS_PER_K · topk where the rows allow groups of MIN_GROUP, so
-# that tau sits well inside the top; shorter rows take the smallest group that keeps them within
-# MAX_GROUPS (at least 2·topk groups for any topk <= MAX_TOPK once rows exceed DIRECT_MAX_COLS).
-GROUPS_PER_K = 4
-MIN_GROUP = 4
+# that tau sits inside the top (with 2·topk groups, random rows keep about 1.2–1.4·topk entries
+# >= tau); shorter rows take the smallest group that keeps them within MAX_GROUPS.
+GROUPS_PER_K = 2
+MIN_GROUP = 2
 # At most this many groups per row (the k-th group maximum is found in registers).
 MAX_GROUPS = 8192
 CANDIDATES_PER_K = 4
@@ -118,8 +118,8 @@ class _Selection:
             vals, idx = self.vals[:i1 - i0], self.idx[:i1 - i0]
             th = kth_group_max(gmax[i0:i1], p.topk)
             gather_candidates(scores[i0:i1], th, group, self.cap, out=(vals, idx))
-            radix_select(scores, th.count, vals, idx, row0=i0, topk=p.topk, **geo)
-            select_candidates(vals, idx, th.count, self.out.idx, self.out.scores, row0=i0, **geo)
+            radix_select(scores, th, vals, idx, row0=i0, topk=p.topk, **geo)
+            select_candidates(vals, idx, th, self.out.idx, self.out.scores, row0=i0, **geo)
 
 
 def _coarsened(gmax: torch.Tensor, group: int) -> tuple[torch.Tensor, int]:
