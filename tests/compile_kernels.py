@@ -54,13 +54,16 @@ def main():
            **_i("row0", "rows_per_b", "s0", "T", "offset", "n_cols", t="i64"),
            **_i("ratio", "topk", "cap", "stride_wr", "stride_cr"), "BLOCK": "constexpr"}
     _compile("radix_select", c.radix_select_kernel, rad, {"BLOCK": c.RADIX_BLOCK}, num_warps=8)
-    sel = {"CAND_V": "*fp32", "CAND_I": "*i32", "COUNT": "*i32", "TAU": "*fp32", "OUT_I": "*i32", "OUT_V": "*fp32",
+    trim = {"CAND_V": "*fp32", "CAND_I": "*i32", "COUNT": "*i32", "TAU": "*fp32",
+            **_i("row0", "rows_per_b", "s0", "T", "offset", t="i64"), **_i("ratio", "topk", "stride_cr"),
+            "CAP": "constexpr"}
+    sel = {"CAND_V": "*fp32", "CAND_I": "*i32", "COUNT": "*i32", "OUT_I": "*i32", "OUT_V": "*fp32",
            **_i("row0", "rows_per_b", "s0", "T", "offset", t="i64"),
-           **_i("ratio", "topk", "stride_cr", "stride_ob", "stride_os"), "CAP": "constexpr", "WRITE_V": "constexpr",
-           "TRIM": "constexpr"}
+           **_i("ratio", "topk", "stride_cr", "stride_ob", "stride_os"), "KW": "constexpr", "WRITE_V": "constexpr"}
     for topk in (1, 512, 2048):
         cap = 1 << (4 * topk - 1).bit_length()
-        _compile(f"select topk {topk}", c.select_candidates_kernel, sel, {"CAP": cap, "WRITE_V": True, "TRIM": True},
+        _compile(f"trim topk {topk}", c.trim_candidates_kernel, trim, {"CAP": cap}, num_warps=8 if cap >= 4096 else 4)
+        _compile(f"select topk {topk}", c.select_candidates_kernel, sel, {"KW": cap // 4, "WRITE_V": True},
                  num_warps=8 if cap >= 2048 else 4)
 
 

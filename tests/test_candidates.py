@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from streamindex.kernels.candidates import (Threshold, gather_candidates, kth_group_max, radix_select,
-                                           select_candidates)
+                                           select_candidates, trim_candidates)
 
 
 def _rows_with_ties(R, N, seed):
@@ -85,31 +85,33 @@ def _threshold(count, tau):
     return Threshold(tau, tau.clone(), torch.zeros(R, 1, dtype=torch.int32), torch.zeros(R, dtype=torch.int32), count)
 
 
-@pytest.mark.parametrize("trim", [True, False])
-@pytest.mark.parametrize("n_cand", [6, 7, 9, 16, 20])   # each sort width: cap/4, cap/2, cap (cap = 32)
-def test_select_orders_by_score_then_index(n_cand, trim):
-    # Row 0: few distinct values (the ties at the k-th value may be too wide to trim to cap/4);
-    # row 1: distinct values (trimmed to exactly topk); row 2: ties just at the boundary.
-    R, cap, topk, S = 3, 32, 6, 40
+@pytest.mark.parametrize("n_cand", [6, 7, 8, 9, 16, 20, 32])   # cap = 32: untrimmed, trimmed from cap/2, cap
+def test_trim_then_select_orders_by_score_then_index(n_cand):
+    # Row 0: few distinct values (ties at the k-th value wider than the sort); row 1: distinct
+    # values; row 2: ties just at the boundary; row 3: one value everywhere. topk = 6 <= cap/4 = 8.
+    R, cap, topk, S = 4, 32, 6, 40
     g = torch.Generator().manual_seed(n_cand)
     vals = torch.randint(0, 4, (R, cap), generator=g).float()
     vals[1] = torch.randn(cap, generator=g)
     vals[2] = torch.randperm(cap, generator=g).float()
     vals[2, :n_cand:3] = vals[2, :n_cand].sort(descending=True).values[topk - 1]
+    vals[3] = -0.0
     idx = torch.stack([torch.randperm(cap, generator=g) for _ in range(R)]).int()
     vals[:, n_cand:] = 99.0                                       # garbage beyond count: must be ignored
     count = torch.full((R,), n_cand, dtype=torch.int32)
-    th = _threshold(count, vals[:, :n_cand].amin(1))
-    want = [sorted(zip(vals[r, :n_cand].tolist(), idx[r, :n_cand].tolist()), key=lambda p: (-p[0], p[1]))[:topk]
+    th = _threshold(count.clone(), vals[:, :n_cand].amin(1))
+    want = [sorted(zip((vals[r, :n_cand] + 0.0).tolist(), idx[r, :n_cand].tolist()), key=lambda p: (-p[0], p[1]))[:topk]
             for r in range(R)]
     out_i = torch.full((1, S, topk), -7, dtype=torch.int32)
     out_v = torch.zeros(1, S, topk)
-    select_candidates(vals, idx, th, out_i, out_v, row0=0, rows_per_b=R, s0=30, T=1000, ratio=1, offset=0, trim=trim)
+    geo = dict(row0=0, rows_per_b=R, s0=30, T=1000, ratio=1, offset=0)
+    trim_candidates(vals, idx, th, topk=topk, **geo)
+    assert th.count.tolist() == [n_cand if n_cand <= cap // 4 else topk] * R
+    select_candidates(vals, idx, th.count, out_i, out_v, **geo)
     for r in range(R):
         assert out_i[0, 30 + r].tolist() == [i for _, i in want[r]]
         assert out_v[0, 30 + r].tolist() == [v for v, _ in want[r]]
-    assert (out_i[0, :30] == -7).all() and (out_i[0, 33:] == -7).all()
-    assert torch.equal(th.count, count)
+    assert (out_i[0, :30] == -7).all() and (out_i[0, 34:] == -7).all()
 
 
 @pytest.mark.parametrize("claim", ["none", "group_maxima"])
@@ -151,7 +153,7 @@ def test_radix_select_of_overflowing_rows_is_exact(N, topk, claim):
     assert th.count.tolist() == [min(topk, n) for n in n_vis]
     if claim == "group_maxima" and N >= 2100:
         assert (th.tau == th.top).any(), "no row took the tied-maximum shortcut"
-    select_candidates(vals, idx, th, out_i, out_v, **geo)
+    select_candidates(vals, idx, th.count, out_i, out_v, **geo)
     for r in range(R):
         pairs = sorted(((scores[r, j].item() + 0.0, j) for j in range(n_vis[r])), key=lambda p: (-p[0], p[1]))[:topk]
         want_i = [j for _, j in pairs] + [-1] * (topk - len(pairs))

@@ -31,7 +31,7 @@ def test_every_kernel_variant_compiles_for_sm90(compiled):
     bad = [r for r in compiled if not r["ok"]]
     assert not bad, "\n".join(f"{r['name']}: {r['error']}" for r in bad)
     assert {r["name"].split()[0] for r in compiled} == {"score_tile", "kth_group_max", "gather", "radix_select",
-                                                         "select"}
+                                                         "trim", "select"}
 
 
 def test_shared_memory_fits_a_block(compiled):

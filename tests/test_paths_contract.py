@@ -121,14 +121,21 @@ def test_paths_agree_on_default_knobs():
 
 class _Routes:
     """Records how ``stream`` selected each chunk -- ``("direct", 1)`` (rows are their own group
-    maxima), ``("band", 2)`` (rows too short for groups of 4) or ``("groups", g)`` -- and the
-    gather's candidate counts (a count above the capacity means the row overflowed and the radix
-    select took it)."""
+    maxima), ``("band", 2)`` (groups of 2) or ``("groups", g)`` -- the gather's candidate counts (a
+    count above the capacity means the row overflowed and the radix select took it) and how many
+    rows the trim cut to their top k (more than a quarter of the capacity)."""
 
     def __init__(self, monkeypatch):
         import streamindex.paths.stream as stream_mod
-        self.kinds, self.counts, self.cap = [], [], None
+        self.kinds, self.counts, self.cap, self.trimmed = [], [], None, 0
         real_run, real_gather = stream_mod._Selection.run, stream_mod.gather_candidates
+        real_trim = stream_mod.trim_candidates
+
+        def trim(vals, idx, th, **kw):
+            self.trimmed += int((th.count > vals.shape[1] // 4).sum())
+            return real_trim(vals, idx, th, **kw)
+
+        monkeypatch.setattr(stream_mod, "trim_candidates", trim)
 
         def run(sel, scores, gmax, group, s0, rows_per_b):
             self.cap = sel.cap
@@ -169,6 +176,7 @@ def test_stream_every_row_width_and_branch(topk, direct_max_cols, branches, monk
     oi, ov = oracle_topk(q, k, w, topk, ratio=1)
     assert torch.equal(idx.long(), oi) and torch.equal(scores.double(), ov)
     assert {kind for kind, _ in routes.kinds} == branches
+    assert routes.trimmed > 0, "no row was trimmed to its top k"
 
 
 @pytest.mark.parametrize("ratio", [1, 3])
@@ -228,6 +236,7 @@ def test_precompile_covers_every_kernel_variant_a_call_meets(path, fp8, monkeypa
                       ("kth_group_max", lambda a, kw: kth_register_width(a[0].shape[1])),
                       ("gather_candidates", lambda a, kw: a[2]),
                       ("radix_select", lambda a, kw: 0),
+                      ("trim_candidates", lambda a, kw: a[0].shape[1]),
                       ("select_candidates", lambda a, kw: a[0].shape[1])):
         real = getattr(stream_mod, name)
 
@@ -246,7 +255,7 @@ def test_precompile_covers_every_kernel_variant_a_call_meets(path, fp8, monkeypa
     before = si.indexer_topk(q, k, w, 3, ratio=1, path=path, **kw)
     assert set(seen) <= built, f"not precompiled: {set(seen) - built}"
     assert {n for n, _ in seen} == {"score_tile", "kth_group_max", "gather_candidates", "radix_select",
-                                    "select_candidates"}
+                                    "trim_candidates", "select_candidates"}
     si.precompile(q, k, w, 3, ratio=1, path=path, **kw)
     assert torch.equal(si.indexer_topk(q, k, w, 3, ratio=1, path=path, **kw), before)
 

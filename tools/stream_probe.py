@@ -36,8 +36,11 @@ VARIANTS = {
     "default": {},
     "g4m4": {"GROUPS_PER_K": 4, "MIN_GROUP": 4},
     "g2m4": {"MIN_GROUP": 4},
-    "notrim": {"candidates.TRIM_BEFORE_SORT": False},
-    "g4m4_notrim": {"GROUPS_PER_K": 4, "MIN_GROUP": 4, "candidates.TRIM_BEFORE_SORT": False},
+    "sort2": {"candidates.SORT_WARPS": 2},
+    "sort4": {"candidates.SORT_WARPS": 4},
+    "kth4": {"candidates.KTH_WARPS": 4},
+    "kth16": {"candidates.KTH_WARPS": 16},
+    "trim4": {"candidates.TRIM_WARPS": 4},
 }
 
 
@@ -238,7 +241,9 @@ def main():
             out["rows"].append(time_case("v4_flash", S, check=True, recall_rows=0, reps=2))
     if "kernels" in only and left() > 60:
         out["kernels"] += kernel_breakdown("v4_pro", 65536) + kernel_breakdown("v4_flash", 262144, "ties8")
-        out["kernels"] += kernel_breakdown("v3_2", 32768)
+        out["kernels"] += kernel_breakdown("v3_2", 32768) + kernel_breakdown("v4_flash", 65536)
+    if "kernels1m" in only and left() > 60:
+        out["kernels"] += kernel_breakdown("v4_flash", 1 << 20)
     if "precompile" in only:
         for model, S, fp8 in [("v3_2", 131072, False)]:
             if left() > 60:

@@ -1,7 +1,7 @@
 """Candidate selection in Triton: from a score workspace, its per-group maxima and the top-k
 size to the exact, ordered top-k written straight into the output.
 
-Four launches per slice of rows:
+Five launches per slice of rows, in this order:
 
 * :func:`kth_group_max` — ``tau[r]``, the k-th largest group maximum of row ``r`` (or a value
   below it that leaves exactly ``k`` maxima at or above it), by a bitwise search over
@@ -10,19 +10,19 @@ Four launches per slice of rows:
   bounds the row's k-th score from below and the entries ``>= tau`` (ties at the boundary
   included) hold the whole top-k. The same pass lists the ids of those live groups (about ``k``).
 * :func:`gather_candidates` — compacts the entries ``>= tau`` of the live groups into a
-  ``cap``-wide buffer. Only the live groups are read or touched: about ``k · group`` entries per
-  row, a quarter to an eighth of it.
-* :func:`select_candidates` — trims each row's candidates to its top ``k`` (the same bitwise
-  search over the candidates in registers, compacted in place), sorts them on a composite key
-  (score descending, index ascending: no ties) in the narrowest power-of-two width that holds
-  them, and writes the contract's output.
-* :func:`radix_select` — runs before the sort; a row whose candidates did not fit (``count > cap``:
-  massive ties at the threshold, or a row the caller sends straight to it) is selected exactly
-  from its scores: radix passes find the k-th key (none when ``k`` group maxima equal the row's
-  maximum: the k-th key is that maximum), the entries strictly above it are taken and the ties at
-  it are taken by smallest index, counted in index order, never sorted, the scan stopping once
-  all are found — so no buffer can overflow, whatever the ties, and nothing returns to the host.
-  Other rows exit at once.
+  ``cap``-wide buffer (``cap = 4·topk`` rounded up to a power of two). Only the live groups are
+  read or touched.
+* :func:`radix_select` — a row whose candidates did not fit (``count > cap``: massive ties at the
+  threshold, or a row the caller sends straight to it) is selected exactly from its scores: radix
+  passes find the k-th key (none when ``k`` group maxima equal the row's maximum: the k-th key is
+  that maximum), the entries strictly above it are taken and the ties at it are taken by smallest
+  index, counted in index order, never sorted, the scan stopping once all are found — so no buffer
+  can overflow, whatever the ties, and nothing returns to the host. Other rows exit at once.
+* :func:`trim_candidates` — a row with more than ``cap / 4`` candidates is cut in place to its
+  exact top ``k`` (the bitwise search again, over the candidates; ties at the k-th score by a
+  search over their indices), so the sort runs at a quarter of ``cap``.
+* :func:`select_candidates` — sorts each row's (at most ``cap / 4``) candidates on a composite
+  key (score descending, index ascending: no ties) and writes the contract's output.
 """
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ def kth_group_max(gmax: torch.Tensor, topk: int, live_cap: int | None = None) ->
         block_g = kth_register_width(G)
         kth_group_max_kernel[(R,)](gmax, th.tau, th.top, th.live, th.n_live, th.count, G, topk, live_cap,
                                    gmax.stride(0), live_cap, BLOCK_G=block_g,
-                                   num_warps=8 if block_g >= 4096 else 4)
+                                   num_warps=KTH_WARPS or (8 if block_g >= 4096 else 4))
     return th
 
 
@@ -345,78 +345,90 @@ def radix_select(scores: torch.Tensor, th: Threshold, vals: torch.Tensor, idx: t
 
 
 @triton.jit
-def _trim_to_top(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr, KW: tl.constexpr):
-    """Compact the row's ``cnt`` (``<= W``) candidates, all ``>= tau``, in place to those at or
-    above the ``kk``-th largest score, when at most ``KW`` are: then return how many, else
-    ``cnt`` (ties at the k-th score wider than ``KW - kk``; the row is sorted whole)."""
+def _trim_row(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr):
+    """Compact the row's ``cnt`` (``kk <= cnt <= W``) candidates, all ``>= tau``, in place to its
+    top ``kk``: the entries above the ``kk``-th largest score and, of those equal to it, the ones
+    with the smallest indices."""
     j = tl.arange(0, W)
     live = j < cnt
     v = tl.load(CAND_V + row * stride_cr + j, mask=live, other=float("-inf"))
     i = tl.load(CAND_I + row * stride_cr + j, mask=live, other=0)
     key = tl.where(live, _ordered_key(v), _INT32_MIN)
     theta = _kth_key(key, kk, _ordered_key(tau), tl.max(key, axis=0))
-    ge = (key >= theta).to(tl.int32)
-    n_ge = tl.sum(ge, axis=0)
-    if n_ge <= KW:
-        pos = tl.cumsum(ge, axis=0) - 1
-        tl.debug_barrier()                     # every lane has read its slot before any is moved
-        tl.store(CAND_V + row * stride_cr + pos, v, mask=ge != 0)
-        tl.store(CAND_I + row * stride_cr + pos, i, mask=ge != 0)
-        tl.debug_barrier()                     # the sort below reads what other lanes wrote
-        cnt = n_ge
-    return cnt
+    keep = key >= theta
+    n_gt = tl.sum((key > theta).to(tl.int32), axis=0)
+    if tl.sum(keep.to(tl.int32), axis=0) > kk:
+        # Ties at the k-th score: the (kk - n_gt) smallest indices among them, by the same search
+        # on reversed indices (distinct, so it ends on exactly that many).
+        rev = tl.where(live & (key == theta), -1 - i, _INT32_MIN)
+        x = _kth_key(rev, kk - n_gt, _INT32_MIN, tl.max(rev, axis=0))
+        keep = (key > theta) | (rev >= x)
+    keep = keep.to(tl.int32)
+    pos = tl.cumsum(keep, axis=0) - 1
+    tl.debug_barrier()                     # every lane has read its slot before any is moved
+    tl.store(CAND_V + row * stride_cr + pos, v, mask=keep != 0)
+    tl.store(CAND_I + row * stride_cr + pos, i, mask=keep != 0)
 
 
 @triton.jit(do_not_specialize=["row0", "rows_per_b", "s0", "T", "offset", "topk"])
-def select_candidates_kernel(CAND_V, CAND_I, COUNT, TAU, OUT_I, OUT_V, row0, rows_per_b, s0, T, ratio, offset, topk,
-                             stride_cr, stride_ob, stride_os, CAP: tl.constexpr, WRITE_V: tl.constexpr,
-                             TRIM: tl.constexpr):
+def trim_candidates_kernel(CAND_V, CAND_I, COUNT, TAU, row0, rows_per_b, s0, T, ratio, offset, topk, stride_cr,
+                           CAP: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    cnt = tl.load(COUNT + pid)
+    if cnt > CAP // 4:
+        s = s0 + (row0 + pid) % rows_per_b
+        kk = tl.minimum(tl.minimum((offset + s + 1) // ratio, T), topk).to(tl.int32)
+        tau = tl.load(TAU + pid)
+        if cnt <= CAP // 2:
+            _trim_row(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP // 2)
+        else:
+            _trim_row(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP)
+        tl.store(COUNT + pid, kk)
+
+
+def trim_candidates(vals: torch.Tensor, idx: torch.Tensor, th: Threshold, *, row0: int, rows_per_b: int, s0: int,
+                    T: int, ratio: int, offset: int, topk: int) -> None:
+    """Cut each row with more than ``cap / 4`` candidates (``vals``/``idx`` ``[R, cap]``, ``th.count``
+    of them, at least ``kk = min(topk, visible)``, none below ``th.tau``) to its exact top ``kk`` in
+    place — ties at the k-th score by smallest index — and set its count to ``kk``; rows of
+    query ``s0 + (row0 + i) % rows_per_b``. Afterwards every row holds at most ``cap / 4 >= topk``
+    candidates, the width :func:`select_candidates` sorts."""
+    R, cap = vals.shape
+    assert cap & (cap - 1) == 0 and cap >= 4 * topk and vals.stride(1) == 1 and idx.stride(0) == vals.stride(0)
+    if R:
+        trim_candidates_kernel[(R,)](vals, idx, th.count, th.tau, row0, rows_per_b, s0, T, ratio, offset, topk,
+                                     vals.stride(0), CAP=cap, num_warps=TRIM_WARPS or (8 if cap >= 4096 else 4))
+
+
+@triton.jit(do_not_specialize=["row0", "rows_per_b", "s0", "T", "offset", "topk"])
+def select_candidates_kernel(CAND_V, CAND_I, COUNT, OUT_I, OUT_V, row0, rows_per_b, s0, T, ratio, offset, topk,
+                             stride_cr, stride_ob, stride_os, KW: tl.constexpr, WRITE_V: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     row = row0 + pid
-    b = row // rows_per_b
-    s = s0 + row % rows_per_b
-    cnt = tl.load(COUNT + pid)
-    # A row holds at least kk = min(topk, visible) candidates, and CAP // 4 >= topk: rows with more
-    # are trimmed to their top kk first (a sort costs W·log²W in its width W).
-    if TRIM:
-        if cnt > CAP // 4:
-            kk = tl.minimum(tl.minimum((offset + s + 1) // ratio, T), topk).to(tl.int32)
-            tau = tl.load(TAU + pid)
-            if cnt <= CAP // 2:
-                cnt = _trim_to_top(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP // 2, KW=CAP // 4)
-            else:
-                cnt = _trim_to_top(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP, KW=CAP // 4)
-    if cnt <= CAP // 4:
-        _sort_and_store(CAND_V, CAND_I, cnt, pid, b, s, OUT_I, OUT_V, T, ratio, offset, topk,
-                        stride_cr, stride_ob, stride_os, W=CAP // 4, WRITE_V=WRITE_V)
-    elif cnt <= CAP // 2:
-        _sort_and_store(CAND_V, CAND_I, cnt, pid, b, s, OUT_I, OUT_V, T, ratio, offset, topk,
-                        stride_cr, stride_ob, stride_os, W=CAP // 2, WRITE_V=WRITE_V)
-    else:
-        _sort_and_store(CAND_V, CAND_I, cnt, pid, b, s, OUT_I, OUT_V, T, ratio, offset, topk,
-                        stride_cr, stride_ob, stride_os, W=CAP, WRITE_V=WRITE_V)
+    _sort_and_store(CAND_V, CAND_I, tl.load(COUNT + pid), pid, row // rows_per_b, s0 + row % rows_per_b, OUT_I, OUT_V,
+                    T, ratio, offset, topk, stride_cr, stride_ob, stride_os, W=KW, WRITE_V=WRITE_V)
 
 
-#: Trim candidates to the top k before sorting them (``select_candidates``); off: sort them all.
-TRIM_BEFORE_SORT = True
+#: Warps of the selection kernels (None: the defaults below, measured on the H200).
+KTH_WARPS = None
+TRIM_WARPS = None
+SORT_WARPS = None
 
 
-def select_candidates(vals: torch.Tensor, idx: torch.Tensor, th: Threshold, out_idx: torch.Tensor,
+def select_candidates(vals: torch.Tensor, idx: torch.Tensor, count: torch.Tensor, out_idx: torch.Tensor,
                       out_scores: torch.Tensor | None, *, row0: int, rows_per_b: int, s0: int, T: int, ratio: int,
-                      offset: int, trim: bool | None = None) -> None:
-    """Write the exact ordered top-k of each row's candidates (``vals``/``idx`` ``[R, cap]``,
-    ``th.count`` of them, at least ``min(topk, visible)``, at most ``cap``, none below ``th.tau``;
-    row ``i`` is query ``s0 + (row0 + i) % rows_per_b`` of batch ``(row0 + i) // rows_per_b``)
-    into ``out_idx[b, s]`` (int32, ``-1`` beyond the visible keys) and ``out_scores`` if given.
-    ``trim`` (default :data:`TRIM_BEFORE_SORT`): rows with more than ``cap / 4`` candidates are
-    first cut to their top k in place (their ``vals`` / ``idx`` slots are overwritten)."""
+                      offset: int) -> None:
+    """Write the ordered top-k of each row's candidates (``vals``/``idx`` ``[R, cap]``, ``count``
+    of them: at least ``min(topk, visible)``, at most ``cap / 4`` — :func:`trim_candidates` makes it
+    so; row ``i`` is query ``s0 + (row0 + i) % rows_per_b`` of batch ``(row0 + i) // rows_per_b``)
+    into ``out_idx[b, s]`` (int32, ``-1`` beyond the visible keys) and ``out_scores`` if given."""
     R, cap = vals.shape
     topk = out_idx.shape[2]
     assert cap & (cap - 1) == 0 and cap >= 4 * topk
     if R == 0:
         return
     ov = out_scores if out_scores is not None else out_idx
-    trim = TRIM_BEFORE_SORT if trim is None else trim
-    select_candidates_kernel[(R,)](vals, idx, th.count, th.tau, out_idx, ov, row0, rows_per_b, s0, T, ratio, offset,
-                                   topk, vals.stride(0), out_idx.stride(0), out_idx.stride(1), CAP=cap,
-                                   WRITE_V=out_scores is not None, TRIM=trim, num_warps=8 if cap >= 2048 else 4)
+    kw = cap // 4
+    select_candidates_kernel[(R,)](vals, idx, count, out_idx, ov, row0, rows_per_b, s0, T, ratio, offset, topk,
+                                   vals.stride(0), out_idx.stride(0), out_idx.stride(1), KW=kw,
+                                   WRITE_V=out_scores is not None, num_warps=SORT_WARPS or (8 if kw >= 512 else 4))

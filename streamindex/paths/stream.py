@@ -11,9 +11,11 @@ Per query chunk (rows sized by the workspace budget):
 3. a row whose candidates do not fit their buffer (massive ties at the threshold) is selected
    exactly from its scores by a radix select (ties at the k-th score taken by smallest index,
    counted, not sorted); other rows pass through;
-4. a last kernel sorts each row's candidates on (score, -index) keys and writes the output row.
+4. rows with more candidates than a quarter of the buffer are cut to their exact top k in place;
+5. a last kernel sorts each row's (at most ~k) candidates on (score, -index) keys and writes the
+   output row.
 
-Every row takes these four steps: no full-row ``torch.topk``, no re-scoring, no host
+Every row takes these steps: no full-row ``torch.topk``, no re-scoring, no host
 synchronisation inside the call (one flag read at the end when ``check_finite`` is on).
 
 Exact for any visible width (1 .. T), any ``topk`` from 1 to ``MAX_TOPK`` and any tie structure.
@@ -29,7 +31,7 @@ import torch
 
 from ..chunking import row_chunks
 from ..kernels.candidates import (KTH_WIDTHS, gather_candidates, kth_group_max, kth_register_width,
-                                 radix_select, select_candidates)
+                                 radix_select, select_candidates, trim_candidates)
 from ..kernels.score_tile import score_tile
 from ..problem import IndexerProblem
 from ..quant import quantize_fp8
@@ -37,7 +39,7 @@ from ..registry import register_path
 from .output import TopkOutput
 
 DEFAULT_WORKSPACE = 256 << 20
-#: Largest ``topk`` the selection kernels hold (the candidate sort is up to 4·topk wide in registers).
+#: Largest ``topk`` the selection kernels hold (candidates up to 4·topk wide in registers).
 MAX_TOPK = 2048
 # Workspace bytes per (row, visible key): the fp32 score; the group maxima add 1/group of it.
 BYTES_PER_SCORE = 4
@@ -119,7 +121,8 @@ class _Selection:
             th = kth_group_max(gmax[i0:i1], p.topk)
             gather_candidates(scores[i0:i1], th, group, self.cap, out=(vals, idx))
             radix_select(scores, th, vals, idx, row0=i0, topk=p.topk, **geo)
-            select_candidates(vals, idx, th, self.out.idx, self.out.scores, row0=i0, **geo)
+            trim_candidates(vals, idx, th, row0=i0, topk=p.topk, **geo)
+            select_candidates(vals, idx, th.count, self.out.idx, self.out.scores, row0=i0, **geo)
 
 
 def _coarsened(gmax: torch.Tensor, group: int) -> tuple[torch.Tensor, int]:
@@ -231,7 +234,7 @@ def _interpretable(x: torch.Tensor) -> torch.Tensor:
 
 def _check_topk(p: IndexerProblem, path: str) -> None:
     if p.topk > MAX_TOPK:
-        raise ValueError(f"topk must be <= {MAX_TOPK} on path {path!r} (its candidate sort is 4·topk wide), "
+        raise ValueError(f"topk must be <= {MAX_TOPK} on path {path!r} (its candidate buffers are 4·topk wide), "
                          f"got {p.topk}; use path='chunked_torch' or 'partition_merge' for larger topk")
 
 
