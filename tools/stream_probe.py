@@ -41,6 +41,8 @@ VARIANTS = {
     "kth4": {"candidates.KTH_WARPS": 4},
     "kth16": {"candidates.KTH_WARPS": 16},
     "trim4": {"candidates.TRIM_WARPS": 4},
+    "search1": {"candidates.SEARCH_PAIRS": False},
+    "gather4": {"candidates.GATHER_WARPS": 4},
 }
 
 
