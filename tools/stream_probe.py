@@ -41,7 +41,8 @@ VARIANTS = {
     "kth4": {"candidates.KTH_WARPS": 4},
     "kth16": {"candidates.KTH_WARPS": 16},
     "trim4": {"candidates.TRIM_WARPS": 4},
-    "search1": {"candidates.SEARCH_PAIRS": False},
+    "pairs": {"candidates.SEARCH_PAIRS": True},
+    "gather_k": {"candidates.GATHER_GRID_FOR_K": True},
     "gather4": {"candidates.GATHER_WARPS": 4},
 }
 

@@ -124,8 +124,9 @@ def _kth_key(key, kk, lo, hi, PAIRS: tl.constexpr):
     return ans
 
 
-#: Decide two bits of the k-th key per reduction (:func:`_kth_key`); off: one.
-SEARCH_PAIRS = True
+#: Decide two bits of the k-th key per reduction (:func:`_kth_key`) instead of one. Half the
+#: reductions, three times the compares: not yet timed on the GPU, so off.
+SEARCH_PAIRS = False
 
 
 @triton.jit(do_not_specialize=["n_groups", "topk", "live_cap"])
@@ -213,7 +214,7 @@ def gather_candidates_kernel(WS, TAU, LIVE, N_LIVE, CAND_V, CAND_I, COUNT, n_col
     # A row with more live groups than slots is reported as overflowing (count > cap).
     if (pid == 0) & (n_live > live_cap):
         tl.atomic_add(COUNT + row, cap + 1)
-    # The grid holds about k live groups per row; programs stride over any more.
+    # Programs stride over the live groups (the grid may hold fewer than the slots).
     for j0 in range(pid * BLOCK_L, n_listed, n_prog * BLOCK_L):
         j = j0 + tl.arange(0, BLOCK_L)
         ok_g = j < n_listed
@@ -235,8 +236,9 @@ def gather_candidates(ws: torch.Tensor, th: Threshold, group: int, cap: int, blo
     """Entries of ``ws`` [R, N] fp32 with ``ws[r, j] >= th.tau[r]``, reading only the live groups
     of ``group`` columns listed in ``th``: ``(vals [R, cap] fp32, idx [R, cap] int32)``;
     ``th.count`` [R] int32 (zeros on entry) receives the number found. Each program reads
-    ``block`` entries at a time; ``programs`` per row (default: enough for ``cap / 4`` live groups,
-    about the number a row has) stride over the live groups. Slots at or beyond ``count`` are
+    ``block`` entries at a time; ``programs`` per row stride over the live groups (default: enough
+    for all ``live_cap`` slots, or with :data:`GATHER_GRID_FOR_K` for ``cap / 4``, about the
+    number a row has). Slots at or beyond ``count`` are
     garbage; rows with ``count > cap`` overflowed (too many candidates, or more live groups than
     ``th.live`` holds). ``out``: buffers ``(vals, idx)`` of that shape to fill instead of new ones."""
     R, N = ws.shape
@@ -249,7 +251,7 @@ def gather_candidates(ws: torch.Tensor, th: Threshold, group: int, cap: int, blo
     assert vals.shape == (R, cap) and idx.shape == (R, cap) and vals.stride(1) == 1 and idx.stride(0) == vals.stride(0)
     if R and N:
         block_l = block // group
-        programs = programs or triton.cdiv(min(max(cap // 4, 1), live_cap), block_l)
+        programs = programs or triton.cdiv(min(max(cap // 4, 1), live_cap) if GATHER_GRID_FOR_K else live_cap, block_l)
         gather_candidates_kernel[(programs, R)](ws, th.tau, th.live, th.n_live, vals, idx, th.count, N, live_cap, cap,
                                                 ws.stride(0), th.live.stride(0), vals.stride(0), BLOCK_L=block_l,
                                                 GROUP=group, num_warps=GATHER_WARPS or (8 if block >= 2048 else 4))
@@ -258,6 +260,9 @@ def gather_candidates(ws: torch.Tensor, th: Threshold, group: int, cap: int, blo
 
 #: Warps of the gather (None: 8 for blocks of 2,048 entries, else 4).
 GATHER_WARPS = None
+#: Size the gather's grid for about k live groups per row (programs stride over more) instead of
+#: every slot: fewer programs that find nothing to do. Not yet timed on the GPU: off.
+GATHER_GRID_FOR_K = False
 
 
 @triton.jit
