@@ -44,6 +44,10 @@ VARIANTS = {
     "pairs": {"candidates.SEARCH_PAIRS": True},
     "gather_k": {"candidates.GATHER_GRID_FOR_K": True},
     "gather4": {"candidates.GATHER_WARPS": 4},
+    # 2,048 rows per selection launch for every topk (V3.2 launches 512, V4-Pro 1,024: 4 / 8 CTAs
+    # of the sort per SM, latency-bound)
+    "rows2048": {"SELECT_BYTES": 128 << 20},
+    "next": {"SELECT_BYTES": 128 << 20, "candidates.SEARCH_PAIRS": True, "candidates.GATHER_GRID_FOR_K": True},
 }
 
 
