@@ -49,7 +49,7 @@ def run_cell(spec: CellSpec, *, matmul: tuple[float, str] | None = None) -> dict
         from .provenance import device_provenance
 
         row.update(device_provenance(spec.device))
-        _inject_failure(spec.fail_inject)
+        inject_failure(spec.fail_inject)
         if spec.kind == "csa":
             row.update(_run_csa(spec))
         else:
@@ -61,7 +61,7 @@ def run_cell(spec: CellSpec, *, matmul: tuple[float, str] | None = None) -> dict
     except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded row
         row["status"], row["reason"] = classify_failure(exc)
         if row["status"] == "error":
-            row["note"] = schema.join_notes(row.get("note"), "traceback: " + _short_traceback(exc))
+            row["note"] = schema.join_notes(row.get("note"), "traceback: " + short_traceback(exc))
     row["wall_s"] = time.perf_counter() - t0
     return row
 
@@ -96,7 +96,9 @@ class _OptionalModuleMissing(RuntimeError):
     """A module the cell needs is not installed (recorded as skipped)."""
 
 
-def _inject_failure(kind: str | None) -> None:
+def inject_failure(kind: str | None) -> None:
+    """The failure a harness test asks a cell for (``fail_inject``): an error, an OOM, a crash of
+    the process or a hang; nothing for ``None``."""
     if kind is None:
         return
     if kind == "error":
@@ -111,7 +113,8 @@ def _inject_failure(kind: str | None) -> None:
         time.sleep(10 ** 6)
 
 
-def _dtype(name: str):
+def torch_dtype(name: str):
+    """The torch dtype of a config's dtype name (``bf16`` / ``fp16`` / ``fp32``)."""
     import torch
 
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
@@ -129,7 +132,7 @@ def build_inputs(spec: CellSpec, S: int, fp8: bool):
 
     T = max(1, S // spec.ratio)
     if not fp8 or (spec.measure_overlap and S <= FP8_OVERLAP_MAX_S):
-        q, k, w = make_inputs(S, spec.H, spec.D, B=spec.B, T=T, ratio=spec.ratio, dtype=_dtype(spec.dtype),
+        q, k, w = make_inputs(S, spec.H, spec.D, B=spec.B, T=T, ratio=spec.ratio, dtype=torch_dtype(spec.dtype),
                               device=spec.device, seed=spec.seed, kind=spec.inputs)
         if not fp8:
             return q, k, w, None, None, None, None
@@ -259,7 +262,8 @@ def _run_csa(spec: CellSpec) -> dict:
     return out
 
 
-def _short_traceback(exc: BaseException, limit: int = 3) -> str:
+def short_traceback(exc: BaseException, limit: int = 3) -> str:
+    """The last ``limit`` frames of ``exc``, innermost first, as ``file:line function``."""
     frames = traceback.extract_tb(exc.__traceback__)[-limit:]
     return " <- ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}" for f in reversed(frames))
 

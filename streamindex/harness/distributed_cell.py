@@ -41,7 +41,7 @@ import sys
 import time
 
 from . import cell_worker, schema
-from .cell_worker import _dtype, _inject_failure, _short_traceback, build_inputs, classify_failure, sample_rows
+from .cell_worker import build_inputs, classify_failure, inject_failure, sample_rows, short_traceback, torch_dtype
 
 #: Query rows per slice of a long multi-GPU cell's inputs (drawn slice by slice, see draw_local_inputs).
 SLICE_S = 1 << 16
@@ -129,7 +129,7 @@ def phase(ranks: Ranks, fn, *args, share=None):
 def _outcome(exc: BaseException) -> tuple[str, str]:
     status, reason = classify_failure(exc)
     if status == "error":
-        reason = f"{reason} (traceback: {_short_traceback(exc)})"
+        reason = f"{reason} (traceback: {short_traceback(exc)})"
     return status, reason
 
 
@@ -171,12 +171,12 @@ def draw_local_inputs(spec: CellSpec, ranges, fp8: bool, *, S: int | None = None
     T = max(1, S // spec.ratio)
     n_local = sum(s1 - s0 for s0, s1 in ranges)
     B, H, D, dev = spec.B, spec.H, spec.D, torch.device(spec.device)
-    q = torch.empty(B, n_local, H, D, dtype=torch.float8_e4m3fn if fp8 else _dtype(spec.dtype), device=dev)
+    q = torch.empty(B, n_local, H, D, dtype=torch.float8_e4m3fn if fp8 else torch_dtype(spec.dtype), device=dev)
     w = torch.empty(B, n_local, H, dtype=torch.float32, device=dev)
     qs = torch.empty(B, n_local, H, dtype=torch.float32, device=dev) if fp8 else None
     k = ks = None
     wanted = sorted({0} | {i for s0, s1 in ranges for i in range(s0 // slice_s, (s1 - 1) // slice_s + 1)})
-    kw = dict(B=B, ratio=spec.ratio, dtype=_dtype(spec.dtype), device=dev)
+    kw = dict(B=B, ratio=spec.ratio, dtype=torch_dtype(spec.dtype), device=dev)
     for i in wanted:
         a0, a1 = i * slice_s, min(S, (i + 1) * slice_s)
         qi, ki, wi = make_inputs(a1 - a0, H, D, T=T, seed=spec.seed + i, **kw)
@@ -504,7 +504,7 @@ def run_distributed_cell(payload: dict) -> tuple[dict | None, int]:
 
             prov = device_provenance(spec.device) if ranks.rank == 0 else {}
             if ranks.rank == W - 1:
-                _inject_failure(spec.fail_inject)
+                inject_failure(spec.fail_inject)
             return prov
         prov, _ = phase(ranks, setup)
         row.update(prov)
