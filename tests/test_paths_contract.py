@@ -160,10 +160,10 @@ class _Routes:
 def test_stream_every_row_width_and_branch(topk, direct_max_cols, branches, monkeypatch):
     # ratio 1: row s sees s + 1 keys, so one call covers widths 1, topk, the old band edges
     # (DIRECT_MAX_COLS + 1 and 16·topk ± 1) and long rows with column groups. The workspace makes
-    # 16-row chunks at first: rows 0-15 (width <= 16) are their own group maxima or take groups of
-    # 2, rows 16-47 are too short for groups of 4 when topk = 3 (groups of 2), later rows take
-    # groups of 4+; in selection slices of 5 rows, B = 2, with exact ties (some overflow into the
-    # radix select).
+    # 16-row chunks at first: rows 0-15 (width <= 16) are their own group maxima (up to
+    # DIRECT_MAX_COLS) or take groups of 2, longer rows take groups of 2, 4, ... as their width
+    # allows 2·topk groups; in selection slices of 5 rows, B = 2, with exact ties (some overflow
+    # into the radix select, some are trimmed to their top k before the sort).
     import streamindex.paths.stream as stream_mod
     monkeypatch.setattr(stream_mod, "DIRECT_MAX_COLS", direct_max_cols)
     monkeypatch.setattr(stream_mod, "SELECT_BYTES", 5 * 8 * stream_mod._candidate_capacity(topk))
