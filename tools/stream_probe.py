@@ -263,7 +263,8 @@ def main():
     print("|---|---|---:|---|---|---|---:|---:|---:|---:|---:|")
     for r in out["rows"]:
         t = r.get("time_s")
-        print(f"| {r['variant']} | {r['model']} | {r['S']} | {r['inputs']} | {r['path']} | {r['check_finite']} | {r['direct']} | "
+        print(f"| {r['variant']} | {r['model']} | {r['S']} | {r['inputs']} | {r['path']} | {r['check_finite']} | "
+              f"{r['direct']} | "
               + (f"{t * 1e3:.1f} ms | {r['tflops']:.0f} | {r['peak_extra_gib']:.2f} | {r.get('recall_min', '')} |"
                  if t else f"{r.get('error', '')} |"))
     for r in out["precompile"]:

@@ -152,7 +152,7 @@ def kth_group_max_kernel(GMAX, TAU, TOP, LIVE, N_LIVE, COUNT, n_groups, topk, li
 
 class Threshold(NamedTuple):
     """Output of :func:`kth_group_max` for rows ``R``; the input of :func:`gather_candidates`."""
-    tau: torch.Tensor     # [R] fp32: at most the k-th largest group maximum, with k group maxima >= it (-inf if fewer than k)
+    tau: torch.Tensor     # [R] fp32: <= the k-th largest group maximum, k maxima >= it (-inf: fewer than k)
     top: torch.Tensor     # [R] fp32: the largest group maximum (the row's maximum)
     live: torch.Tensor    # [R, live_cap] int32: ids of the finite groups with maximum >= tau, ascending
     n_live: torch.Tensor  # [R] int32: how many there are (above live_cap: the row overflows)
@@ -183,8 +183,9 @@ def kth_group_max(gmax: torch.Tensor, topk: int, live_cap: int | None = None) ->
     smaller one that leaves exactly ``topk`` values at or above it (the search stops there;
     ``-inf`` when the row has fewer than ``topk`` entries); ``top``, the row's largest value; the
     ids of the groups at or above ``tau`` that are not ``-inf`` (the first ``live_cap``, default
-    :func:`live_capacity`), and zeroed counters for the gather. With ``group = 1`` (``gmax`` = the scores) the live groups are the
-    candidates themselves. The row is held in registers (:func:`kth_register_width` wide)."""
+    :func:`live_capacity`), and zeroed counters for the gather. With ``group = 1`` (``gmax`` = the
+    scores) the live groups are the candidates themselves. The row is held in registers
+    (:func:`kth_register_width` wide)."""
     R, G = gmax.shape
     assert gmax.stride(1) == 1
     live_cap = live_cap or live_capacity(topk)
