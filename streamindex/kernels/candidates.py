@@ -32,6 +32,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .visibility import n_visible
+
 
 @triton.jit
 def _ordered_key(v):
@@ -277,8 +279,7 @@ def _sort_and_store(CAND_V, CAND_I, cnt, row, b, s, OUT_I, OUT_V, T, ratio, offs
     key = tl.sort(key, descending=True)
     t = 0xFFFFFFFF - (key & 0xFFFFFFFF)
     val = _key_value((key >> 32).to(tl.int32))
-    n_vis = tl.minimum((offset + s + 1) // ratio, T)
-    ok = j < n_vis
+    ok = j < n_visible(s, offset, ratio, T)
     dst = b * stride_ob + s * stride_os + j
     tl.store(OUT_I + dst, tl.where(ok, t, -1).to(tl.int32), mask=j < topk)
     if WRITE_V:
@@ -376,7 +377,7 @@ def radix_select_kernel(WS, TAU, TOP, COUNT, CAND_V, CAND_I, row0, rows_per_b, s
     if tl.load(COUNT + pid) > cap:
         row = row0 + pid.to(tl.int64)
         s = s0 + row % rows_per_b
-        n = tl.minimum(tl.minimum((offset + s + 1) // ratio, T), n_cols).to(tl.int32)
+        n = tl.minimum(n_visible(s, offset, ratio, T), n_cols).to(tl.int32)
         kk = tl.minimum(n, topk)
         if kk > 0:
             # tau is at most the k-th group maximum with k maxima at or above it: tau equal to the
@@ -439,7 +440,7 @@ def trim_candidates_kernel(CAND_V, CAND_I, COUNT, TAU, row0, rows_per_b, s0, T, 
     cnt = tl.load(COUNT + pid)
     if cnt > CAP // 4:
         s = s0 + (row0 + pid) % rows_per_b
-        kk = tl.minimum(tl.minimum((offset + s + 1) // ratio, T), topk).to(tl.int32)
+        kk = tl.minimum(n_visible(s, offset, ratio, T), topk).to(tl.int32)
         tau = tl.load(TAU + pid)
         if cnt <= CAP // 2:
             _trim_row(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP // 2, PAIRS=PAIRS)

@@ -17,6 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .visibility import n_visible
+
 
 MAX_GRID_YZ = 65535
 
@@ -37,9 +39,9 @@ def score_tile_kernel(Q, K, W, KSCALE, OUT, GMAX, NONFINITE,
     cols = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
     s = (s0 + rows).to(tl.int64)
     row_ok = rows < n_rows
-    n_vis = tl.minimum((offset + s + 1) // ratio, T)
+    n_vis = n_visible(s, offset, ratio, T)
     last_row = tl.minimum(pid_s * BLOCK_S + BLOCK_S, n_rows) - 1
-    block_vis = tl.minimum((offset + (s0 + last_row).to(tl.int64) + 1) // ratio, T)
+    block_vis = n_visible((s0 + last_row).to(tl.int64), offset, ratio, T)
 
     acc = tl.full([BLOCK_S, BLOCK_T], float("-inf"), tl.float32)
     if pid_t * BLOCK_T < block_vis:
