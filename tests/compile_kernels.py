@@ -58,16 +58,14 @@ def main():
             **_i("row0", "rows_per_b", "s0", "T", "offset", t="i64"), **_i("ratio", "topk", "stride_cr"),
             "CAP": "constexpr", "PAIRS": "constexpr"}
     sel = {"CAND_V": "*fp32", "CAND_I": "*i32", "COUNT": "*i32", "OUT_I": "*i32", "OUT_V": "*fp32",
-           **_i("n_rows", "row0", "rows_per_b", "s0", "T", "offset", t="i64"),
-           **_i("ratio", "topk", "stride_cr", "stride_ob", "stride_os"), "KW": "constexpr", "WRITE_V": "constexpr",
-           "ROWS": "constexpr"}
+           **_i("row0", "rows_per_b", "s0", "T", "offset", t="i64"),
+           **_i("ratio", "topk", "stride_cr", "stride_ob", "stride_os"), "KW": "constexpr", "WRITE_V": "constexpr"}
     for topk in (1, 512, 2048):
         cap = 1 << (4 * topk - 1).bit_length()
         _compile(f"trim topk {topk}", c.trim_candidates_kernel, trim, {"CAP": cap, "PAIRS": True},
                  num_warps=8 if cap >= 4096 else 4)
-        for rows in (1, 2):
-            _compile(f"select topk {topk} rows {rows}", c.select_candidates_kernel, sel,
-                     {"KW": cap // 4, "WRITE_V": True, "ROWS": rows}, num_warps=8 if cap >= 2048 else 4)
+        _compile(f"select topk {topk}", c.select_candidates_kernel, sel, {"KW": cap // 4, "WRITE_V": True},
+                 num_warps=8 if cap >= 2048 else 4)
 
 
 if __name__ == "__main__":

@@ -89,11 +89,10 @@ def _threshold(count, tau):
     return Threshold(tau, tau.clone(), torch.zeros(R, 1, dtype=torch.int32), torch.zeros(R, dtype=torch.int32), count)
 
 
-@pytest.mark.parametrize("pairs,sort_rows", [(True, 1), (False, 1), (False, 8)])   # 8 rows per sort: partial
+@pytest.mark.parametrize("pairs", [True, False])
 @pytest.mark.parametrize("n_cand", [6, 7, 8, 9, 16, 20, 32])   # cap = 32: untrimmed, trimmed from cap/2, cap
-def test_trim_then_select_orders_by_score_then_index(n_cand, pairs, sort_rows, monkeypatch):
+def test_trim_then_select_orders_by_score_then_index(n_cand, pairs, monkeypatch):
     monkeypatch.setattr(candidates, "SEARCH_PAIRS", pairs)
-    monkeypatch.setattr(candidates, "SORT_ROWS", sort_rows)
     # Row 0: few distinct values (ties at the k-th value wider than the sort); row 1: distinct
     # values; row 2: ties just at the boundary; row 3: one value everywhere. topk = 6 <= cap/4 = 8.
     R, cap, topk, S = 4, 32, 6, 40

@@ -47,7 +47,6 @@ VARIANTS = {
     # 2,048 rows per selection launch for every topk (V3.2 launches 512, V4-Pro 1,024: 4 / 8 CTAs
     # of the sort per SM, latency-bound)
     "rows2048": {"SELECT_BYTES": 128 << 20},
-    "sortrows2": {"candidates.SORT_ROWS": 2},
     "next": {"SELECT_BYTES": 128 << 20, "candidates.SEARCH_PAIRS": True, "candidates.GATHER_GRID_FOR_K": True},
 }
 

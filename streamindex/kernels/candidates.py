@@ -464,55 +464,19 @@ def trim_candidates(vals: torch.Tensor, idx: torch.Tensor, th: Threshold, *, row
                                      num_warps=TRIM_WARPS or (8 if cap >= 4096 else 4))
 
 
-@triton.jit
-def _sort_and_store_rows(CAND_V, CAND_I, COUNT, pid, n_rows, row0, rows_per_b, s0, OUT_I, OUT_V, T, ratio, offset,
-                         topk, stride_cr, stride_ob, stride_os, W: tl.constexpr, ROWS: tl.constexpr,
-                         WRITE_V: tl.constexpr):
-    """:func:`_sort_and_store` for ``ROWS`` rows at once (independent sorts side by side: more
-    work in flight per warp)."""
-    r = pid * ROWS + tl.arange(0, ROWS)
-    ok_r = r < n_rows
-    cnt = tl.load(COUNT + r, mask=ok_r, other=0)
-    j = tl.arange(0, W)
-    live = j[None, :] < cnt[:, None]
-    at = r[:, None] * stride_cr + j[None, :]
-    v = tl.load(CAND_V + at, mask=live, other=float("-inf"))
-    i = tl.load(CAND_I + at, mask=live, other=0).to(tl.int64)
-    key = (_ordered_key(v).to(tl.int64) << 32) | (0xFFFFFFFF - i)
-    key = tl.sort(key, dim=1, descending=True)
-    t = 0xFFFFFFFF - (key & 0xFFFFFFFF)
-    val = _key_value((key >> 32).to(tl.int32))
-    row = row0 + r
-    s = s0 + row % rows_per_b
-    ok = j[None, :] < tl.minimum((offset + s + 1) // ratio, T)[:, None]
-    dst = (row // rows_per_b)[:, None] * stride_ob + s[:, None] * stride_os + j[None, :]
-    out = ok_r[:, None] & (j[None, :] < topk)
-    tl.store(OUT_I + dst, tl.where(ok, t, -1).to(tl.int32), mask=out)
-    if WRITE_V:
-        tl.store(OUT_V + dst, tl.where(ok, val, float("-inf")), mask=out)
-
-
-@triton.jit(do_not_specialize=["n_rows", "row0", "rows_per_b", "s0", "T", "offset", "topk"])
-def select_candidates_kernel(CAND_V, CAND_I, COUNT, OUT_I, OUT_V, n_rows, row0, rows_per_b, s0, T, ratio, offset,
-                             topk, stride_cr, stride_ob, stride_os, KW: tl.constexpr, WRITE_V: tl.constexpr,
-                             ROWS: tl.constexpr):
+@triton.jit(do_not_specialize=["row0", "rows_per_b", "s0", "T", "offset", "topk"])
+def select_candidates_kernel(CAND_V, CAND_I, COUNT, OUT_I, OUT_V, row0, rows_per_b, s0, T, ratio, offset, topk,
+                             stride_cr, stride_ob, stride_os, KW: tl.constexpr, WRITE_V: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
-    if ROWS == 1:
-        row = row0 + pid
-        _sort_and_store(CAND_V, CAND_I, tl.load(COUNT + pid), pid, row // rows_per_b, s0 + row % rows_per_b, OUT_I,
-                        OUT_V, T, ratio, offset, topk, stride_cr, stride_ob, stride_os, W=KW, WRITE_V=WRITE_V)
-    else:
-        _sort_and_store_rows(CAND_V, CAND_I, COUNT, pid, n_rows, row0, rows_per_b, s0, OUT_I, OUT_V, T, ratio, offset,
-                             topk, stride_cr, stride_ob, stride_os, W=KW, ROWS=ROWS, WRITE_V=WRITE_V)
+    row = row0 + pid
+    _sort_and_store(CAND_V, CAND_I, tl.load(COUNT + pid), pid, row // rows_per_b, s0 + row % rows_per_b, OUT_I, OUT_V,
+                    T, ratio, offset, topk, stride_cr, stride_ob, stride_os, W=KW, WRITE_V=WRITE_V)
 
 
 #: Warps of the selection kernels (None: the defaults below, measured on the H200).
 KTH_WARPS = None
 TRIM_WARPS = None
 SORT_WARPS = None
-#: Rows per program of the sort, a power of two (independent sorts side by side). Not yet timed on
-#: the GPU: 1.
-SORT_ROWS = 1
 
 
 def select_candidates(vals: torch.Tensor, idx: torch.Tensor, count: torch.Tensor, out_idx: torch.Tensor,
@@ -529,7 +493,6 @@ def select_candidates(vals: torch.Tensor, idx: torch.Tensor, count: torch.Tensor
         return
     ov = out_scores if out_scores is not None else out_idx
     kw = cap // 4
-    select_candidates_kernel[(triton.cdiv(R, SORT_ROWS),)](
-        vals, idx, count, out_idx, ov, R, row0, rows_per_b, s0, T, ratio, offset, topk, vals.stride(0),
-        out_idx.stride(0), out_idx.stride(1), KW=kw, WRITE_V=out_scores is not None, ROWS=SORT_ROWS,
-        num_warps=SORT_WARPS or (8 if kw >= 512 else 4))
+    select_candidates_kernel[(R,)](vals, idx, count, out_idx, ov, row0, rows_per_b, s0, T, ratio, offset, topk,
+                                   vals.stride(0), out_idx.stride(0), out_idx.stride(1), KW=kw,
+                                   WRITE_V=out_scores is not None, num_warps=SORT_WARPS or (8 if kw >= 512 else 4))
