@@ -419,13 +419,14 @@ def _trim_row(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr, PAI
     key = tl.where(live, _ordered_key(v), _INT32_MIN)
     theta = _kth_key(key, kk, _ordered_key(tau), tl.max(key, axis=0), PAIRS)
     keep = key >= theta
-    n_gt = tl.sum((key > theta).to(tl.int32), axis=0)
     if tl.sum(keep.to(tl.int32), axis=0) > kk:
-        # Ties at the k-th score: the (kk - n_gt) smallest indices among them, by the same search
-        # on reversed indices (distinct, so it ends on exactly that many).
+        # Ties at the k-th score: the smallest indices among them, as many as the entries above it
+        # leave to take, by the same search on reversed indices (distinct, so it ends on exactly
+        # that many).
+        gt = key > theta
         rev = tl.where(live & (key == theta), -1 - i, _INT32_MIN)
-        x = _kth_key(rev, kk - n_gt, _INT32_MIN, tl.max(rev, axis=0), PAIRS)
-        keep = (key > theta) | (rev >= x)
+        x = _kth_key(rev, kk - tl.sum(gt.to(tl.int32), axis=0), _INT32_MIN, tl.max(rev, axis=0), PAIRS)
+        keep = gt | (rev >= x)
     keep = keep.to(tl.int32)
     pos = tl.cumsum(keep, axis=0) - 1
     tl.debug_barrier()                     # every lane has read its slot before any is moved
