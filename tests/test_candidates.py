@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from streamindex.kernels import candidates
 from streamindex.kernels.candidates import (Threshold, gather_candidates, kth_group_max, radix_select,
                                            select_candidates, trim_candidates)
 
@@ -15,10 +14,8 @@ def _rows_with_ties(R, N, seed):
     return x
 
 
-@pytest.mark.parametrize("pairs", [True, False])   # two bits per count, or one
 @pytest.mark.parametrize("G,topk", [(37, 5), (64, 64), (100, 1), (130, 17), (20, 30), (3000, 700)])
-def test_kth_group_max_bounds_the_kth_largest_and_lists_the_live_groups(G, topk, pairs, monkeypatch):
-    monkeypatch.setattr(candidates, "SEARCH_PAIRS", pairs)
+def test_kth_group_max_bounds_the_kth_largest_and_lists_the_live_groups(G, topk):
     gmax = _rows_with_ties(6, G, seed=G)
     gmax[2] = torch.randn(G, generator=torch.Generator().manual_seed(1)) * 1e-30   # denormal range
     gmax[4] = torch.randn(G, generator=torch.Generator().manual_seed(2)) * 100
@@ -43,21 +40,20 @@ def test_kth_group_max_bounds_the_kth_largest_and_lists_the_live_groups(G, topk,
         assert th.live[r, :int(th.n_live[r])].tolist() == torch.nonzero(live[r]).flatten().tolist()
 
 
-def _gather(ws, group, topk, cap, live_cap, block, programs=None):
+def _gather(ws, group, topk, cap, live_cap, block):
     """``(gmax, threshold, (vals, idx))`` of ``ws`` with ``group``-wide column groups."""
     R, N = ws.shape
     gmax = torch.nn.functional.pad(ws, (0, -N % group), value=float("-inf")).view(R, -1, group).amax(2)
     th = kth_group_max(gmax.contiguous(), topk, live_cap=live_cap)
-    return gmax, th, gather_candidates(ws, th, group, cap, block=block, programs=programs)
+    return gmax, th, gather_candidates(ws, th, group, cap, block=block)
 
 
-@pytest.mark.parametrize("programs", [None, 1, 3])   # programs per row stride over the live groups
 @pytest.mark.parametrize("group,block", [(4, 32), (16, 32), (16, 16)])
-def test_gather_reads_every_entry_at_or_above_tau(group, block, programs):
+def test_gather_reads_every_entry_at_or_above_tau(group, block):
     R, N, cap, topk = 5, 150, 64, 6
     ws = _rows_with_ties(R, N, seed=group)
     ws[3] = torch.arange(N).float()                               # few candidates, one group
-    gmax, th, (vals, idx) = _gather(ws, group, topk, cap, live_cap=-(-N // group), block=block, programs=programs)
+    gmax, th, (vals, idx) = _gather(ws, group, topk, cap, live_cap=-(-N // group), block=block)
     col_group_max = gmax.repeat_interleave(group, dim=1)[:, :N]
     # Entries >= tau, in groups that are not all -inf (a row with fewer than topk groups: tau = -inf)
     want = (ws >= th.tau[:, None]) & (col_group_max > float("-inf"))
@@ -89,10 +85,8 @@ def _threshold(count, tau):
     return Threshold(tau, tau.clone(), torch.zeros(R, 1, dtype=torch.int32), torch.zeros(R, dtype=torch.int32), count)
 
 
-@pytest.mark.parametrize("pairs", [True, False])
 @pytest.mark.parametrize("n_cand", [6, 7, 8, 9, 16, 20, 32])   # cap = 32: untrimmed, trimmed from cap/2, cap
-def test_trim_then_select_orders_by_score_then_index(n_cand, pairs, monkeypatch):
-    monkeypatch.setattr(candidates, "SEARCH_PAIRS", pairs)
+def test_trim_then_select_orders_by_score_then_index(n_cand):
     # Row 0: few distinct values (ties at the k-th value wider than the sort); row 1: distinct
     # values; row 2: ties just at the boundary; row 3: one value everywhere. topk = 6 <= cap/4 = 8.
     R, cap, topk, S = 4, 32, 6, 40

@@ -36,18 +36,12 @@ VARIANTS = {
     "default": {},
     "g4m4": {"GROUPS_PER_K": 4, "MIN_GROUP": 4},
     "g2m4": {"MIN_GROUP": 4},
-    "sort2": {"candidates.SORT_WARPS": 2},
-    "sort4": {"candidates.SORT_WARPS": 4},
-    "kth4": {"candidates.KTH_WARPS": 4},
+    "sort8": {"candidates.SORT_WARPS": 8},
     "kth16": {"candidates.KTH_WARPS": 16},
     "trim4": {"candidates.TRIM_WARPS": 4},
-    "pairs": {"candidates.SEARCH_PAIRS": True},
-    "gather_k": {"candidates.GATHER_GRID_FOR_K": True},
-    "gather4": {"candidates.GATHER_WARPS": 4},
-    # 2,048 rows per selection launch for every topk (V3.2 launches 512, V4-Pro 1,024: 4 / 8 CTAs
-    # of the sort per SM, latency-bound)
-    "rows2048": {"SELECT_BYTES": 128 << 20},
-    "next": {"SELECT_BYTES": 128 << 20, "candidates.SEARCH_PAIRS": True, "candidates.GATHER_GRID_FOR_K": True},
+    # the gather reads topk · group entries per row: narrower groups for rows wider than 131,072
+    "g64": {"LARGEST_GROUP": 64},
+    "g32": {"LARGEST_GROUP": 32},
 }
 
 
@@ -98,18 +92,23 @@ def time_case(model, S, kind="random", fp8=False, check=False, direct=None, reca
     return row
 
 
-def kernel_breakdown(model, S, kind="random", top=8):
+def kernel_breakdown(model, S, kind="random", top=8, variant="default"):
     from torch.profiler import ProfilerActivity, profile
     m = MODELS[model]
-    q, k, w, kw = inputs(model, S, kind)
-    call = lambda: si.indexer_topk(q, k, w, m["topk"], ratio=m["ratio"], check_finite=False, **kw)
-    call()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    old = _patch(VARIANTS[variant])
+    try:
+        q, k, w, kw = inputs(model, S, kind)
+        call = lambda: si.indexer_topk(q, k, w, m["topk"], ratio=m["ratio"], check_finite=False, **kw)
         call()
         torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            call()
+            torch.cuda.synchronize()
+    finally:
+        _patch(old)
     rows = sorted(((e.key, e.device_time_total / 1e3, e.count) for e in prof.key_averages()), key=lambda r: -r[1])
-    out = [dict(model=model, S=S, inputs=kind, kernel=n[:60], ms=round(ms, 2), count=c) for n, ms, c in rows[:top]]
+    out = [dict(model=model, S=S, inputs=kind, variant=variant, kernel=n[:60], ms=round(ms, 2), count=c)
+           for n, ms, c in rows[:top]]
     for r in out:
         print(json.dumps(r), flush=True)
     del q, k, w
@@ -214,6 +213,9 @@ def main():
     ap.add_argument("--budget", type=float, default=400)
     ap.add_argument("--only", default="ab,memory,cases,check,kernels,precompile")
     ap.add_argument("--variants", default="", help="comma-separated VARIANTS to time on the quick cases")
+    ap.add_argument("--kernel-variants", default="",
+                    help="comma-separated VARIANTS to profile (kernel times) on V3.2 32K and V4-Flash 1M")
+    ap.add_argument("--big-variants", default="", help="comma-separated VARIANTS to time at V4-Flash 1M, bf16 and fp8")
     ap.add_argument("--cases", default="all", help="all | quick (the no-cliff pairs and ties8)")
     args = ap.parse_args()
     t_start = time.time()
@@ -240,6 +242,10 @@ def main():
         for args_, kw in quick:
             if left() > 20:
                 out["rows"].append(time_case(*args_, recall_rows=8, reps=2, variant=variant, **kw))
+    for variant in filter(None, args.big_variants.split(",")):
+        for fp8 in (False, True):
+            if left() > 45:
+                out["rows"].append(time_case("v4_flash", 1 << 20, fp8=fp8, recall_rows=8, reps=2, variant=variant))
     if "direct" in only and left() > 60:
         for model, S in [("v4_flash", 32768), ("v4_flash", 65536), ("v4_pro", 65536), ("v3_2", 32768)]:
             out["rows"].append(time_case(model, S, direct=0, recall_rows=16))
@@ -251,6 +257,11 @@ def main():
         out["kernels"] += kernel_breakdown("v3_2", 32768) + kernel_breakdown("v4_flash", 65536)
     if "kernels1m" in only and left() > 60:
         out["kernels"] += kernel_breakdown("v4_flash", 1 << 20)
+    for variant in filter(None, args.kernel_variants.split(",")):
+        if left() > 60:
+            out["kernels"] += kernel_breakdown("v3_2", 32768, variant=variant)
+        if left() > 60:
+            out["kernels"] += kernel_breakdown("v4_flash", 1 << 20, variant=variant)
     if "precompile" in only:
         for model, S, fp8 in [("v3_2", 131072, False)]:
             if left() > 60:

@@ -54,7 +54,7 @@ _INT32_MIN = tl.constexpr(-2147483648)
 
 
 @triton.jit
-def _kth_key(key, kk, lo, hi, PAIRS: tl.constexpr):
+def _kth_key(key, kk, lo, hi):
     """A key ``x`` with at least ``kk`` (>= 1) of ``key`` (int32 order-preserving keys; lanes to
     ignore hold ``INT32_MIN``) at or above it: the largest such key, or — stopping early — one
     with exactly ``kk`` at or above it (it parts the top ``kk`` from the rest either way).
@@ -62,78 +62,29 @@ def _kth_key(key, kk, lo, hi, PAIRS: tl.constexpr):
 
     A bitwise search, most significant bit first. ``lo`` (a key known to have ``kk`` at or above
     it, else ``INT32_MIN``) and ``hi`` (the largest key) decide the bits they share without a
-    count, so a row spends its reductions on the bits where its keys differ. ``PAIRS``: decide
-    two bits per reduction (three counts packed in one int64 sum) instead of one."""
+    count, so a row spends its reductions on the bits where its keys differ."""
     ans = tl.full([], _INT32_MIN, tl.int32)
     done = tl.full([], 0, tl.int32)
-    if PAIRS:
-        # The sign bit alone (candidate 0: keys >= 0), then bits 30..1 two at a time, then bit 0.
-        if lo >= 0:
-            ans = tl.full([], 0, tl.int32)
-        elif hi >= 0:
-            c = tl.sum((key >= 0).to(tl.int32), axis=0)
-            if c >= kk:
-                ans = tl.full([], 0, tl.int32)
-                if c == kk:
-                    done = 1
-        for p in tl.static_range(15):
-            if done == 0:
-                c1 = ans | (1 << (29 - 2 * p))
-                c2 = ans | (2 << (29 - 2 * p))
-                c3 = ans | (3 << (29 - 2 * p))
-                if c3 <= lo:
-                    ans = c3
-                elif c1 <= hi:
-                    packed = tl.sum((key >= c1).to(tl.int64) + ((key >= c2).to(tl.int64) << 21)
-                                    + ((key >= c3).to(tl.int64) << 42), axis=0)
-                    n1 = (packed & 0x1FFFFF).to(tl.int32)
-                    n2 = ((packed >> 21) & 0x1FFFFF).to(tl.int32)
-                    n3 = (packed >> 42).to(tl.int32)
-                    if n3 >= kk:
-                        ans = c3
-                        if n3 == kk:
-                            done = 1
-                    elif n2 >= kk:
-                        ans = c2
-                        if n2 == kk:
-                            done = 1
-                    elif n1 >= kk:
-                        ans = c1
-                        if n1 == kk:
-                            done = 1
+    for i in tl.static_range(32):
         if done == 0:
-            cand = ans | 1
+            if i == 0:
+                cand = tl.full([], 0, tl.int32)        # the sign bit: keys >= 0
+            else:
+                cand = ans | (1 << (31 - i))
             if cand <= lo:
                 ans = cand
             elif cand <= hi:
-                if tl.sum((key >= cand).to(tl.int32), axis=0) >= kk:
+                c = tl.sum((key >= cand).to(tl.int32), axis=0)
+                if c >= kk:
                     ans = cand
-    else:
-        for i in tl.static_range(32):
-            if done == 0:
-                if i == 0:
-                    cand = tl.full([], 0, tl.int32)        # the sign bit: keys >= 0
-                else:
-                    cand = ans | (1 << (31 - i))
-                if cand <= lo:
-                    ans = cand
-                elif cand <= hi:
-                    c = tl.sum((key >= cand).to(tl.int32), axis=0)
-                    if c >= kk:
-                        ans = cand
-                        if c == kk:
-                            done = 1
+                    if c == kk:
+                        done = 1
     return ans
-
-
-#: Decide two bits of the k-th key per reduction (:func:`_kth_key`) instead of one. Half the
-#: reductions, three times the compares: not yet timed on the GPU, so off.
-SEARCH_PAIRS = False
 
 
 @triton.jit(do_not_specialize=["n_groups", "topk", "live_cap"])
 def kth_group_max_kernel(GMAX, TAU, TOP, LIVE, N_LIVE, COUNT, n_groups, topk, live_cap, stride_gr, stride_lr,
-                         BLOCK_G: tl.constexpr, PAIRS: tl.constexpr):
+                         BLOCK_G: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     g = tl.arange(0, BLOCK_G)
     in_row = g < n_groups
@@ -142,7 +93,7 @@ def kth_group_max_kernel(GMAX, TAU, TOP, LIVE, N_LIVE, COUNT, n_groups, topk, li
     hi = tl.max(key, axis=0)
     lo = tl.where(n_groups >= topk, tl.min(tl.where(in_row, key, _INT32_MAX), axis=0), _INT32_MIN)
     # Fewer than topk entries: the search finds nothing; tau is then -inf (its key is the least).
-    ans = tl.maximum(_kth_key(key, topk, lo, hi, PAIRS), NEG_INF_KEY)
+    ans = tl.maximum(_kth_key(key, topk, lo, hi), NEG_INF_KEY)
     live = ((key >= ans) & (v > float("-inf"))).to(tl.int32)   # out-of-row lanes hold -inf
     pos = tl.cumsum(live, axis=0) - 1
     tl.store(LIVE + row * stride_lr + pos, g, mask=(live != 0) & (pos < live_cap))
@@ -200,7 +151,7 @@ def kth_group_max(gmax: torch.Tensor, topk: int, live_cap: int | None = None) ->
     if R:
         block_g = kth_register_width(G)
         kth_group_max_kernel[(R,)](gmax, th.tau, th.top, th.live, th.n_live, th.count, G, topk, live_cap,
-                                   gmax.stride(0), live_cap, BLOCK_G=block_g, PAIRS=SEARCH_PAIRS,
+                                   gmax.stride(0), live_cap, BLOCK_G=block_g,
                                    num_warps=KTH_WARPS or (8 if block_g >= 4096 else 4))
     return th
 
@@ -209,25 +160,22 @@ def kth_group_max(gmax: torch.Tensor, topk: int, live_cap: int | None = None) ->
 def gather_candidates_kernel(WS, TAU, LIVE, N_LIVE, CAND_V, CAND_I, COUNT, n_cols, live_cap, cap,
                              stride_wr, stride_lr, stride_cr, BLOCK_L: tl.constexpr, GROUP: tl.constexpr):
     pid = tl.program_id(0)
-    n_prog = tl.num_programs(0)
     row = tl.program_id(1).to(tl.int64)
     n_live = tl.load(N_LIVE + row)
     n_listed = tl.minimum(n_live, live_cap)
-    tau = tl.load(TAU + row)
-    # A row with more live groups than slots is reported as overflowing (count > cap).
-    if (pid == 0) & (n_live > live_cap):
-        tl.atomic_add(COUNT + row, cap + 1)
-    # Programs stride over the live groups (the grid may hold fewer than the slots).
-    for j0 in range(pid * BLOCK_L, n_listed, n_prog * BLOCK_L):
-        j = j0 + tl.arange(0, BLOCK_L)
+    if pid * BLOCK_L < n_listed:
+        j = pid * BLOCK_L + tl.arange(0, BLOCK_L)
         ok_g = j < n_listed
         gid = tl.load(LIVE + row * stride_lr + j, mask=ok_g, other=0)
         cols = gid[:, None] * GROUP + tl.arange(0, GROUP)[None, :]
         live = ok_g[:, None] & (cols < n_cols)
         v = tl.load(WS + row * stride_wr + cols, mask=live, other=float("-inf"))
-        keep = (live & (v >= tau)).to(tl.int32)
+        keep = (live & (v >= tl.load(TAU + row))).to(tl.int32)
         per_group = tl.sum(keep, axis=1)
-        base = tl.atomic_add(COUNT + row, tl.sum(per_group, axis=0))
+        n_keep = tl.sum(per_group, axis=0)
+        # A row with more live groups than slots is reported as overflowing (count > cap).
+        flag = tl.where((pid == 0) & (n_live > live_cap), cap + 1, 0)
+        base = tl.atomic_add(COUNT + row, n_keep + flag)
         pos = base + (tl.cumsum(per_group, axis=0) - per_group)[:, None] + tl.cumsum(keep, axis=1) - keep
         ok = (keep != 0) & (pos < cap)
         tl.store(CAND_V + row * stride_cr + pos, v, mask=ok)
@@ -235,15 +183,13 @@ def gather_candidates_kernel(WS, TAU, LIVE, N_LIVE, CAND_V, CAND_I, COUNT, n_col
 
 
 def gather_candidates(ws: torch.Tensor, th: Threshold, group: int, cap: int, block: int = 2048,
-                      out: tuple[torch.Tensor, torch.Tensor] | None = None, programs: int | None = None):
+                      out: tuple[torch.Tensor, torch.Tensor] | None = None):
     """Entries of ``ws`` [R, N] fp32 with ``ws[r, j] >= th.tau[r]``, reading only the live groups
     of ``group`` columns listed in ``th``: ``(vals [R, cap] fp32, idx [R, cap] int32)``;
     ``th.count`` [R] int32 (zeros on entry) receives the number found. Each program reads
-    ``block`` entries at a time; ``programs`` per row stride over the live groups (default: enough
-    for all ``live_cap`` slots, or with :data:`GATHER_GRID_FOR_K` for ``cap / 4``, about the
-    number a row has). Slots at or beyond ``count`` are
-    garbage; rows with ``count > cap`` overflowed (too many candidates, or more live groups than
-    ``th.live`` holds). ``out``: buffers ``(vals, idx)`` of that shape to fill instead of new ones."""
+    ``block`` entries. Slots at or beyond ``count`` are garbage; rows with ``count > cap``
+    overflowed (too many candidates, or more live groups than ``th.live`` holds). ``out``: buffers
+    ``(vals, idx)`` of that shape to fill instead of new ones."""
     R, N = ws.shape
     live_cap = th.live.shape[1]
     assert ws.stride(1) == 1 and th.live.stride(1) == 1 and block % group == 0
@@ -254,18 +200,11 @@ def gather_candidates(ws: torch.Tensor, th: Threshold, group: int, cap: int, blo
     assert vals.shape == (R, cap) and idx.shape == (R, cap) and vals.stride(1) == 1 and idx.stride(0) == vals.stride(0)
     if R and N:
         block_l = block // group
-        programs = programs or triton.cdiv(min(max(cap // 4, 1), live_cap) if GATHER_GRID_FOR_K else live_cap, block_l)
-        gather_candidates_kernel[(programs, R)](ws, th.tau, th.live, th.n_live, vals, idx, th.count, N, live_cap, cap,
-                                                ws.stride(0), th.live.stride(0), vals.stride(0), BLOCK_L=block_l,
-                                                GROUP=group, num_warps=GATHER_WARPS or (8 if block >= 2048 else 4))
+        grid = (triton.cdiv(live_cap, block_l), R)
+        gather_candidates_kernel[grid](ws, th.tau, th.live, th.n_live, vals, idx, th.count, N, live_cap, cap,
+                                       ws.stride(0), th.live.stride(0), vals.stride(0), BLOCK_L=block_l, GROUP=group,
+                                       num_warps=8 if block >= 2048 else 4)
     return vals, idx
-
-
-#: Warps of the gather (None: 8 for blocks of 2,048 entries, else 4).
-GATHER_WARPS = None
-#: Size the gather's grid for about k live groups per row (programs stride over more) instead of
-#: every slot: fewer programs that find nothing to do. Not yet timed on the GPU: off.
-GATHER_GRID_FOR_K = False
 
 
 @triton.jit
@@ -408,7 +347,7 @@ def radix_select(scores: torch.Tensor, th: Threshold, vals: torch.Tensor, idx: t
 
 
 @triton.jit
-def _trim_row(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr, PAIRS: tl.constexpr):
+def _trim_row(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr):
     """Compact the row's ``cnt`` (``kk <= cnt <= W``) candidates, all ``>= tau``, in place to its
     top ``kk``: the entries above the ``kk``-th largest score and, of those equal to it, the ones
     with the smallest indices."""
@@ -417,7 +356,7 @@ def _trim_row(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr, PAI
     v = tl.load(CAND_V + row * stride_cr + j, mask=live, other=float("-inf"))
     i = tl.load(CAND_I + row * stride_cr + j, mask=live, other=0)
     key = tl.where(live, _ordered_key(v), _INT32_MIN)
-    theta = _kth_key(key, kk, _ordered_key(tau), tl.max(key, axis=0), PAIRS)
+    theta = _kth_key(key, kk, _ordered_key(tau), tl.max(key, axis=0))
     keep = key >= theta
     if tl.sum(keep.to(tl.int32), axis=0) > kk:
         # Ties at the k-th score: the smallest indices among them, as many as the entries above it
@@ -425,7 +364,7 @@ def _trim_row(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr, PAI
         # that many).
         gt = key > theta
         rev = tl.where(live & (key == theta), -1 - i, _INT32_MIN)
-        x = _kth_key(rev, kk - tl.sum(gt.to(tl.int32), axis=0), _INT32_MIN, tl.max(rev, axis=0), PAIRS)
+        x = _kth_key(rev, kk - tl.sum(gt.to(tl.int32), axis=0), _INT32_MIN, tl.max(rev, axis=0))
         keep = gt | (rev >= x)
     keep = keep.to(tl.int32)
     pos = tl.cumsum(keep, axis=0) - 1
@@ -436,7 +375,7 @@ def _trim_row(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr, PAI
 
 @triton.jit(do_not_specialize=["row0", "rows_per_b", "s0", "T", "offset", "topk"])
 def trim_candidates_kernel(CAND_V, CAND_I, COUNT, TAU, row0, rows_per_b, s0, T, ratio, offset, topk, stride_cr,
-                           CAP: tl.constexpr, PAIRS: tl.constexpr):
+                           CAP: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     cnt = tl.load(COUNT + pid)
     if cnt > CAP // 4:
@@ -444,9 +383,9 @@ def trim_candidates_kernel(CAND_V, CAND_I, COUNT, TAU, row0, rows_per_b, s0, T, 
         kk = tl.minimum(n_visible(s, offset, ratio, T), topk).to(tl.int32)
         tau = tl.load(TAU + pid)
         if cnt <= CAP // 2:
-            _trim_row(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP // 2, PAIRS=PAIRS)
+            _trim_row(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP // 2)
         else:
-            _trim_row(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP, PAIRS=PAIRS)
+            _trim_row(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP)
         tl.store(COUNT + pid, kk)
 
 
@@ -461,7 +400,7 @@ def trim_candidates(vals: torch.Tensor, idx: torch.Tensor, th: Threshold, *, row
     assert cap & (cap - 1) == 0 and cap >= 4 * topk and vals.stride(1) == 1 and idx.stride(0) == vals.stride(0)
     if R:
         trim_candidates_kernel[(R,)](vals, idx, th.count, th.tau, row0, rows_per_b, s0, T, ratio, offset, topk,
-                                     vals.stride(0), CAP=cap, PAIRS=SEARCH_PAIRS,
+                                     vals.stride(0), CAP=cap,
                                      num_warps=TRIM_WARPS or (8 if cap >= 4096 else 4))
 
 
@@ -496,4 +435,11 @@ def select_candidates(vals: torch.Tensor, idx: torch.Tensor, count: torch.Tensor
     kw = cap // 4
     select_candidates_kernel[(R,)](vals, idx, count, out_idx, ov, row0, rows_per_b, s0, T, ratio, offset, topk,
                                    vals.stride(0), out_idx.stride(0), out_idx.stride(1), KW=kw,
-                                   WRITE_V=out_scores is not None, num_warps=SORT_WARPS or (8 if kw >= 512 else 4))
+                                   WRITE_V=out_scores is not None, num_warps=SORT_WARPS or _sort_warps(kw))
+
+
+def _sort_warps(kw: int) -> int:
+    """Warps of the sort of ``kw`` candidates: 8 from 512 wide; 4 at 2,048 and above, where more
+    resident rows per SM hide the network's latency better than wider programs (measured on the
+    H200, docs/PERFORMANCE.md)."""
+    return 4 if kw < 512 or kw >= 2048 else 8

@@ -53,8 +53,12 @@ MAX_GROUPS = 8192
 CANDIDATES_PER_K = 4
 # Rows of at most this many keys are their own group maxima (group 1).
 DIRECT_MAX_COLS = 8192
-# Selection buffers (candidates: cap · 8 B per row) of one launch, at most about this many bytes.
-SELECT_BYTES = 32 << 20
+# Selection buffers (candidates: cap · 8 B per row) of one launch, at most about this many bytes:
+# 2,048 rows for every topk up to 2,048 (fewer rows per launch left the V3.2 sort latency-bound).
+SELECT_BYTES = 128 << 20
+# Column groups are at most this wide where the rows allow more than GROUPS_PER_K · topk groups:
+# the gather reads topk · group entries per row, the k-th search reads n / group maxima.
+LARGEST_GROUP = 128
 # Row strides are padded to this many elements (16-byte aligned rows, one kernel variant).
 ROW_ALIGN = 16
 
@@ -84,10 +88,10 @@ def _select_rows(topk: int) -> int:
 
 def _group_size(min_visible: int, n_cols: int, topk: int, block_t: int) -> int:
     """Power-of-two column group (≤ ``block_t``) of a chunk whose rows see ``min_visible`` ..
-    ``n_cols`` keys: the largest that leaves every row ``GROUPS_PER_K · topk`` groups of at least
-    ``MIN_GROUP``; else 1 when ``n_cols <= DIRECT_MAX_COLS``; else the smallest above 1. In every
+    ``n_cols`` keys: the largest (≤ ``LARGEST_GROUP``) that leaves every row ``GROUPS_PER_K · topk``
+    groups of at least ``MIN_GROUP``; else 1 when ``n_cols <= DIRECT_MAX_COLS``; else the smallest above 1. In every
     case doubled while the widest row has more than ``MAX_GROUPS`` groups."""
-    g = min(block_t, min_visible // (GROUPS_PER_K * topk))
+    g = min(block_t, LARGEST_GROUP, min_visible // (GROUPS_PER_K * topk))
     if g >= MIN_GROUP:
         g = 1 << (g.bit_length() - 1)
     elif n_cols <= DIRECT_MAX_COLS:
