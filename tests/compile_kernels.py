@@ -63,7 +63,7 @@ def main():
     for topk in (1, 512, 2048):
         cap = 1 << (4 * topk - 1).bit_length()
         _compile(f"trim topk {topk}", c.trim_candidates_kernel, trim, {"CAP": cap},
-                 num_warps=8 if cap >= 4096 else 4)
+                 num_warps=4)
         _compile(f"select topk {topk}", c.select_candidates_kernel, sel, {"KW": cap // 4, "WRITE_V": True},
                  num_warps=c._sort_warps(cap // 4))
 

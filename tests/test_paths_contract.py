@@ -278,3 +278,37 @@ def test_stream_launches_split_at_cuda_grid_limits(monkeypatch):
     q, k, w = integer_case(100, B=3, ratio=1, seed=9)
     assert_exact("stream", q, k, w, topk=5, ratio=1)
     assert launches and max(g[1] for g in launches) <= 2 and max(g[2] for g in launches) <= 2
+
+
+def test_stream_group_size_rule():
+    # Powers of two, at most LARGEST_GROUP where the rows allow wider groups, leaving every row of
+    # the chunk GROUPS_PER_K·topk groups; group 1 for short rows; widened past LARGEST_GROUP only to
+    # keep the widest row within MAX_GROUPS.
+    import streamindex.paths.stream as sm
+    for topk in (1, 512, 1024, 2048):
+        for n in (1, 100, 8192, 8193, 65536, 262144, 1 << 20):
+            g = sm._group_size(n, n, topk, block_t=128)
+            assert g & (g - 1) == 0 and g <= 128
+            if g > 1:
+                assert -(-n // g) <= sm.MAX_GROUPS or g == 128
+            if g > sm.LARGEST_GROUP:
+                assert -(-n // (g // 2)) > sm.MAX_GROUPS
+            elif n // g >= sm.GROUPS_PER_K * topk and g >= sm.MIN_GROUP:
+                assert n // (2 * g) < sm.GROUPS_PER_K * topk or 2 * g > sm.LARGEST_GROUP
+    assert sm._group_size(262144, 262144, 512, block_t=128) == sm.LARGEST_GROUP
+    assert sm._group_size(1500, 1500, 512, block_t=128) == 1
+
+
+@pytest.mark.parametrize("largest", [2, 4])
+def test_stream_exact_with_groups_capped(largest, monkeypatch):
+    # Rows wide enough for groups of 16 take groups of at most `largest`: more groups per row than
+    # GROUPS_PER_K·topk, the k-th search over them, and the gather of the live ones stay exact.
+    import streamindex.paths.stream as stream_mod
+    monkeypatch.setattr(stream_mod, "DIRECT_MAX_COLS", 0)
+    monkeypatch.setattr(stream_mod, "LARGEST_GROUP", largest)
+    q, k, w = integer_case(150, B=1, ratio=1, seed=largest)
+    idx, scores = si.indexer_topk(q, k, w, 3, ratio=1, path="stream", return_scores=True,
+                                  workspace_bytes=4 * 16 * 160)
+    check_format(idx, scores, 3)
+    oi, ov = oracle_topk(q, k, w, 3, ratio=1)
+    assert torch.equal(idx.long(), oi) and torch.equal(scores.double(), ov)
