@@ -42,6 +42,8 @@ VARIANTS = {
     # the gather reads topk · group entries per row: narrower groups for rows wider than 131,072
     "g64": {"LARGEST_GROUP": 64},
     "g32": {"LARGEST_GROUP": 32},
+    # a 512 MiB score workspace: 1M's widest chunks hold 512 rows (half the launches), +0.25 GiB
+    "ws512": {"DEFAULT_WORKSPACE": 512 << 20},
 }
 
 
