@@ -108,10 +108,11 @@ class _Selection:
     """The selection of one call: candidate buffers reused across chunks, launched per slice of
     rows (no host synchronisation)."""
 
-    def __init__(self, p: IndexerProblem, out: TopkOutput):
+    def __init__(self, p: IndexerProblem, out: TopkOutput, max_rows: int | None = None):
+        """``max_rows``: the most rows one :meth:`run` gets (buffers no larger than that)."""
         self.p, self.out = p, out
         self.cap = _candidate_capacity(p.topk)
-        self.rows = _select_rows(p.topk)
+        self.rows = max(1, min(_select_rows(p.topk), max_rows or _select_rows(p.topk)))
         self.vals = torch.empty((self.rows, self.cap), dtype=torch.float32, device=p.device)
         self.idx = torch.empty((self.rows, self.cap), dtype=torch.int32, device=p.device)
 
@@ -150,7 +151,7 @@ def _run(p: IndexerProblem, q, k, w, k_scale, *, return_scores, workspace_bytes,
     ws = torch.empty(max(1, min(budget // BYTES_PER_SCORE, need)), dtype=torch.float32, device=p.device)
     gmax_buf = torch.empty(0, dtype=torch.float32, device=p.device)
     out = TopkOutput(p, return_scores)
-    select = _Selection(p, out)
+    select = _Selection(p, out, max_rows=max((p.B * (s1 - s0) for s0, s1, _ in plan), default=1))
     for s0, s1, n_cols in plan:
         if n_cols == 0:
             out.write_empty(s0, s1)
@@ -211,7 +212,7 @@ def _precompile(p: IndexerProblem, quantize: bool = False) -> None:
                    nonfinite=nonfinite, k_scale=ks, group_max=gmax.unflatten(0, (p.B, rows)) if group else None,
                    group=group, n_store=_padded(n_cols), n_groups_store=_padded(n_cols // max(group, 1)), **cfg)
     rows = 4                                             # the selection kernels: a few rows suffice
-    sel = _Selection(p, TopkOutput(dataclasses.replace(p, q=p.q[:, :rows], w=p.w[:, :rows]), False))
+    sel = _Selection(p, TopkOutput(dataclasses.replace(p, q=p.q[:, :rows], w=p.w[:, :rows]), False), max_rows=rows)
     most_groups = kth_register_width(min(widest, max(MAX_GROUPS if len(groups) > 1 else 0, DIRECT_MAX_COLS)))
     for width in (wd for wd in KTH_WIDTHS if wd <= most_groups):
         scores = torch.randn(rows, width, device=dev)
