@@ -40,9 +40,9 @@ def main():
                  dict(H=64, D=128, BLOCK_D=128, BLOCK_S=64, BLOCK_T=128, HAS_KSCALE=dtype != "bf16",
                       IEEE_FP32=False, GROUP=group, CHECK_FINITE=check), num_warps=4, num_stages=4)
     kth = {"GMAX": "*fp32", "TAU": "*fp32", "TOP": "*fp32", "LIVE": "*i32", "N_LIVE": "*i32", "COUNT": "*i32",
-           **_i("n_groups", "topk", "live_cap", "stride_gr", "stride_lr"), "BLOCK_G": "constexpr"}
+           **_i("n_groups", "topk", "live_cap", "stride_gr", "stride_lr"), "BLOCK_G": "constexpr", "UNROLL": "constexpr"}
     for width in c.KTH_WIDTHS:
-        _compile(f"kth_group_max {width}", c.kth_group_max_kernel, kth, {"BLOCK_G": width},
+        _compile(f"kth_group_max {width}", c.kth_group_max_kernel, kth, {"BLOCK_G": width, "UNROLL": c.UNROLL_SEARCH},
                  num_warps=8 if width >= 4096 else 4)
     gat = {"WS": "*fp32", "TAU": "*fp32", "LIVE": "*i32", "N_LIVE": "*i32", "CAND_V": "*fp32", "CAND_I": "*i32",
            "COUNT": "*i32", **_i("n_cols", "live_cap", "cap", "stride_wr", "stride_lr", "stride_cr"),
@@ -56,13 +56,13 @@ def main():
     _compile("radix_select", c.radix_select_kernel, rad, {"BLOCK": c.RADIX_BLOCK}, num_warps=8)
     trim = {"CAND_V": "*fp32", "CAND_I": "*i32", "COUNT": "*i32", "TAU": "*fp32",
             **_i("row0", "rows_per_b", "s0", "T", "offset", t="i64"), **_i("ratio", "topk", "stride_cr"),
-            "CAP": "constexpr"}
+            "CAP": "constexpr", "UNROLL": "constexpr"}
     sel = {"CAND_V": "*fp32", "CAND_I": "*i32", "COUNT": "*i32", "OUT_I": "*i32", "OUT_V": "*fp32",
            **_i("row0", "rows_per_b", "s0", "T", "offset", t="i64"),
            **_i("ratio", "topk", "stride_cr", "stride_ob", "stride_os"), "KW": "constexpr", "WRITE_V": "constexpr"}
     for topk in (1, 512, 2048):
         cap = 1 << (4 * topk - 1).bit_length()
-        _compile(f"trim topk {topk}", c.trim_candidates_kernel, trim, {"CAP": cap},
+        _compile(f"trim topk {topk}", c.trim_candidates_kernel, trim, {"CAP": cap, "UNROLL": c.UNROLL_SEARCH},
                  num_warps=4)
         _compile(f"select topk {topk}", c.select_candidates_kernel, sel, {"KW": cap // 4, "WRITE_V": True},
                  num_warps=c._sort_warps(cap // 4))

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from streamindex.kernels import candidates
 from streamindex.kernels.candidates import (Threshold, gather_candidates, kth_group_max, radix_select,
                                            select_candidates, trim_candidates)
 
@@ -14,8 +15,10 @@ def _rows_with_ties(R, N, seed):
     return x
 
 
+@pytest.mark.parametrize("unroll", [True, False])   # the search unrolled or as a loop
 @pytest.mark.parametrize("G,topk", [(37, 5), (64, 64), (100, 1), (130, 17), (20, 30), (3000, 700)])
-def test_kth_group_max_bounds_the_kth_largest_and_lists_the_live_groups(G, topk):
+def test_kth_group_max_bounds_the_kth_largest_and_lists_the_live_groups(G, topk, unroll, monkeypatch):
+    monkeypatch.setattr(candidates, "UNROLL_SEARCH", unroll)
     gmax = _rows_with_ties(6, G, seed=G)
     gmax[2] = torch.randn(G, generator=torch.Generator().manual_seed(1)) * 1e-30   # denormal range
     gmax[4] = torch.randn(G, generator=torch.Generator().manual_seed(2)) * 100
@@ -85,8 +88,10 @@ def _threshold(count, tau):
     return Threshold(tau, tau.clone(), torch.zeros(R, 1, dtype=torch.int32), torch.zeros(R, dtype=torch.int32), count)
 
 
+@pytest.mark.parametrize("unroll", [True, False])
 @pytest.mark.parametrize("n_cand", [6, 7, 8, 9, 16, 20, 32])   # cap = 32: untrimmed, trimmed from cap/2, cap
-def test_trim_then_select_orders_by_score_then_index(n_cand):
+def test_trim_then_select_orders_by_score_then_index(n_cand, unroll, monkeypatch):
+    monkeypatch.setattr(candidates, "UNROLL_SEARCH", unroll)
     # Row 0: few distinct values (ties at the k-th value wider than the sort); row 1: distinct
     # values; row 2: ties just at the boundary; row 3: one value everywhere. topk = 6 <= cap/4 = 8.
     R, cap, topk, S = 4, 32, 6, 40

@@ -44,6 +44,8 @@ VARIANTS = {
     "g32": {"LARGEST_GROUP": 32},
     # a 512 MiB score workspace: 1M's widest chunks hold 512 rows (half the launches), +0.25 GiB
     "ws512": {"DEFAULT_WORKSPACE": 512 << 20},
+    # the k-th searches as loops, not unrolled (kernels ~3x faster to compile)
+    "loop": {"candidates.UNROLL_SEARCH": False},
 }
 
 
@@ -119,9 +121,12 @@ def kernel_breakdown(model, S, kind="random", top=8, variant="default"):
 
 
 PRECOMPILE = """
-import sys, time, torch, streamindex as si
+import json, sys, time, torch, streamindex as si
 H, D, topk, ratio, S = 64, 128, int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 fp8 = sys.argv[4] == "1"
+import streamindex.kernels.candidates as cand_mod, streamindex.paths.stream as stream_mod
+for name, value in json.loads(sys.argv[5]).items():
+    setattr(*((cand_mod, name.split(".", 1)[1]) if name.startswith("candidates.") else (stream_mod, name)), value)
 if fp8:
     q, k, w, qs, ks = si.make_fp8_inputs(S, H, D, ratio=ratio, device="cuda")
     kw = dict(q_scale=qs, k_scale=ks)
@@ -133,16 +138,16 @@ torch.cuda.synchronize(); print("PRECOMPILE_S", time.time() - t0)
 """
 
 
-def precompile_cold(model, S, fp8=False):
+def precompile_cold(model, S, fp8=False, variant="default"):
     """Precompile in a fresh process with an empty Triton cache: the compile time a user pays."""
     import tempfile
     m = MODELS[model]
     env = dict(os.environ, TRITON_CACHE_DIR=tempfile.mkdtemp(prefix="tcache-"))
     t0 = time.time()
     out = subprocess.run([sys.executable, "-c", PRECOMPILE, str(m["topk"]), str(m["ratio"]), str(S),
-                          "1" if fp8 else "0"], env=env, capture_output=True, text=True, timeout=400)
+                          "1" if fp8 else "0", json.dumps(VARIANTS[variant])], env=env, capture_output=True, text=True, timeout=400)
     line = [x for x in out.stdout.splitlines() if x.startswith("PRECOMPILE_S")]
-    row = dict(model=model, S=S, fp8=fp8, precompile_s=float(line[0].split()[1]) if line else None,
+    row = dict(model=model, S=S, fp8=fp8, variant=variant, precompile_s=float(line[0].split()[1]) if line else None,
                process_s=time.time() - t0, err=out.stderr[-400:] if out.returncode else "")
     print(json.dumps(row), flush=True)
     return row
@@ -218,7 +223,7 @@ def main():
     ap.add_argument("--kernel-variants", default="",
                     help="comma-separated VARIANTS to profile (kernel times) on V3.2 32K and V4-Flash 1M")
     ap.add_argument("--big-variants", default="", help="comma-separated VARIANTS to time at V4-Flash 1M, bf16 and fp8")
-    ap.add_argument("--cases", default="all", help="all | quick (the no-cliff pairs and ties8)")
+    ap.add_argument("--cases", default="all", help="all | quick (the no-cliff pairs and ties8) | mini (65K pairs, V3.2 32K, ties8)")
     args = ap.parse_args()
     t_start = time.time()
     left = lambda: args.budget - (time.time() - t_start)
@@ -233,15 +238,17 @@ def main():
              (("v4_flash", 262144, "ties8"), {}),
              (("v4_flash", 1 << 20), dict(recall_rows=16, reps=2)), (("v4_flash", 1 << 20), dict(fp8=True, recall_rows=16, reps=2)),
              (("v4_flash", 262144, "recency"), {}), (("v3_2", 16384), {}), (("v4_flash", 32768), {})]
+    mini = [(("v4_flash", 65536), {}), (("v4_pro", 65536), {}), (("v3_2", 32768), {}),
+            (("v4_flash", 262144, "ties8"), {})]
     quick = [(("v4_flash", 65536), {}), (("v4_pro", 65536), {}), (("v3_2", 32768), {}), (("v4_flash", 131072), {}),
              (("v4_pro", 131072), {}), (("v4_flash", 262144), {}), (("v3_2", 131072), {}),
              (("v4_flash", 262144, "ties8"), {})]
     if "cases" in only:
-        for args_, kw in (quick if args.cases == "quick" else cases):
+        for args_, kw in {"quick": quick, "mini": mini}.get(args.cases, cases):
             if left() > 20:
                 out["rows"].append(time_case(*args_, **kw))
     for variant in filter(None, args.variants.split(",")):
-        for args_, kw in quick:
+        for args_, kw in (mini if args.cases == "mini" else quick):
             if left() > 20:
                 out["rows"].append(time_case(*args_, recall_rows=8, reps=2, variant=variant, **kw))
     for variant in filter(None, args.big_variants.split(",")):
@@ -265,9 +272,9 @@ def main():
         if left() > 60:
             out["kernels"] += kernel_breakdown("v4_flash", 1 << 20, variant=variant)
     if "precompile" in only:
-        for model, S, fp8 in [("v3_2", 131072, False)]:
+        for variant in ["default"] + [v for v in filter(None, args.variants.split(",")) if v != "default"]:
             if left() > 60:
-                out["precompile"].append(precompile_cold(model, S, fp8))
+                out["precompile"].append(precompile_cold("v3_2", 131072, False, variant))
     out["wall_s"] = time.time() - t_start
     if args.json:
         with open(args.json, "w") as fh:

@@ -54,7 +54,26 @@ _INT32_MIN = tl.constexpr(-2147483648)
 
 
 @triton.jit
-def _kth_key(key, kk, lo, hi):
+def _kth_step(key, kk, lo, hi, ans, done, i):
+    """Bit ``31 - i`` of :func:`_kth_key`'s answer (``i = 0``: the sign, candidate 0)."""
+    if done == 0:
+        if i == 0:
+            cand = tl.full([], 0, tl.int32)
+        else:
+            cand = ans | (1 << (31 - i))
+        if cand <= lo:
+            ans = cand
+        elif cand <= hi:
+            c = tl.sum((key >= cand).to(tl.int32), axis=0)
+            if c >= kk:
+                ans = cand
+                if c == kk:
+                    done = 1
+    return ans, done
+
+
+@triton.jit
+def _kth_key(key, kk, lo, hi, UNROLL: tl.constexpr):
     """A key ``x`` with at least ``kk`` (>= 1) of ``key`` (int32 order-preserving keys; lanes to
     ignore hold ``INT32_MIN``) at or above it: the largest such key, or — stopping early — one
     with exactly ``kk`` at or above it (it parts the top ``kk`` from the rest either way).
@@ -62,29 +81,27 @@ def _kth_key(key, kk, lo, hi):
 
     A bitwise search, most significant bit first. ``lo`` (a key known to have ``kk`` at or above
     it, else ``INT32_MIN``) and ``hi`` (the largest key) decide the bits they share without a
-    count, so a row spends its reductions on the bits where its keys differ."""
+    count, so a row spends its reductions on the bits where its keys differ. ``UNROLL``: the 32
+    steps unrolled (else a loop: a 32× smaller kernel that compiles in a fraction of the time)."""
     ans = tl.full([], _INT32_MIN, tl.int32)
     done = tl.full([], 0, tl.int32)
-    for i in tl.static_range(32):
-        if done == 0:
-            if i == 0:
-                cand = tl.full([], 0, tl.int32)        # the sign bit: keys >= 0
-            else:
-                cand = ans | (1 << (31 - i))
-            if cand <= lo:
-                ans = cand
-            elif cand <= hi:
-                c = tl.sum((key >= cand).to(tl.int32), axis=0)
-                if c >= kk:
-                    ans = cand
-                    if c == kk:
-                        done = 1
+    if UNROLL:
+        for i in tl.static_range(32):
+            ans, done = _kth_step(key, kk, lo, hi, ans, done, i)
+    else:
+        for i in range(32):
+            ans, done = _kth_step(key, kk, lo, hi, ans, done, i)
     return ans
+
+
+#: Unroll the k-th search in the k-th group maximum and in the trim's common branch (rows of at
+#: most cap / 2 candidates); the trim's rare branch (cap / 2 .. cap) always loops.
+UNROLL_SEARCH = True
 
 
 @triton.jit(do_not_specialize=["n_groups", "topk", "live_cap"])
 def kth_group_max_kernel(GMAX, TAU, TOP, LIVE, N_LIVE, COUNT, n_groups, topk, live_cap, stride_gr, stride_lr,
-                         BLOCK_G: tl.constexpr):
+                         BLOCK_G: tl.constexpr, UNROLL: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     g = tl.arange(0, BLOCK_G)
     in_row = g < n_groups
@@ -93,7 +110,7 @@ def kth_group_max_kernel(GMAX, TAU, TOP, LIVE, N_LIVE, COUNT, n_groups, topk, li
     hi = tl.max(key, axis=0)
     lo = tl.where(n_groups >= topk, tl.min(tl.where(in_row, key, _INT32_MAX), axis=0), _INT32_MIN)
     # Fewer than topk entries: the search finds nothing; tau is then -inf (its key is the least).
-    ans = tl.maximum(_kth_key(key, topk, lo, hi), NEG_INF_KEY)
+    ans = tl.maximum(_kth_key(key, topk, lo, hi, UNROLL), NEG_INF_KEY)
     live = ((key >= ans) & (v > float("-inf"))).to(tl.int32)   # out-of-row lanes hold -inf
     pos = tl.cumsum(live, axis=0) - 1
     tl.store(LIVE + row * stride_lr + pos, g, mask=(live != 0) & (pos < live_cap))
@@ -151,7 +168,7 @@ def kth_group_max(gmax: torch.Tensor, topk: int, live_cap: int | None = None) ->
     if R:
         block_g = kth_register_width(G)
         kth_group_max_kernel[(R,)](gmax, th.tau, th.top, th.live, th.n_live, th.count, G, topk, live_cap,
-                                   gmax.stride(0), live_cap, BLOCK_G=block_g,
+                                   gmax.stride(0), live_cap, BLOCK_G=block_g, UNROLL=UNROLL_SEARCH,
                                    num_warps=KTH_WARPS or (8 if block_g >= 4096 else 4))
     return th
 
@@ -347,7 +364,7 @@ def radix_select(scores: torch.Tensor, th: Threshold, vals: torch.Tensor, idx: t
 
 
 @triton.jit
-def _trim_row(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr):
+def _trim_row(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr, UNROLL: tl.constexpr):
     """Compact the row's ``cnt`` (``kk <= cnt <= W``) candidates, all ``>= tau``, in place to its
     top ``kk``: the entries above the ``kk``-th largest score and, of those equal to it, the ones
     with the smallest indices."""
@@ -356,7 +373,7 @@ def _trim_row(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr):
     v = tl.load(CAND_V + row * stride_cr + j, mask=live, other=float("-inf"))
     i = tl.load(CAND_I + row * stride_cr + j, mask=live, other=0)
     key = tl.where(live, _ordered_key(v), _INT32_MIN)
-    theta = _kth_key(key, kk, _ordered_key(tau), tl.max(key, axis=0))
+    theta = _kth_key(key, kk, _ordered_key(tau), tl.max(key, axis=0), UNROLL)
     keep = key >= theta
     if tl.sum(keep.to(tl.int32), axis=0) > kk:
         # Ties at the k-th score: the smallest indices among them, as many as the entries above it
@@ -364,7 +381,7 @@ def _trim_row(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr):
         # that many).
         gt = key > theta
         rev = tl.where(live & (key == theta), -1 - i, _INT32_MIN)
-        x = _kth_key(rev, kk - tl.sum(gt.to(tl.int32), axis=0), _INT32_MIN, tl.max(rev, axis=0))
+        x = _kth_key(rev, kk - tl.sum(gt.to(tl.int32), axis=0), _INT32_MIN, tl.max(rev, axis=0), UNROLL)
         keep = gt | (rev >= x)
     keep = keep.to(tl.int32)
     pos = tl.cumsum(keep, axis=0) - 1
@@ -375,7 +392,7 @@ def _trim_row(CAND_V, CAND_I, row, cnt, kk, tau, stride_cr, W: tl.constexpr):
 
 @triton.jit(do_not_specialize=["row0", "rows_per_b", "s0", "T", "offset", "topk"])
 def trim_candidates_kernel(CAND_V, CAND_I, COUNT, TAU, row0, rows_per_b, s0, T, ratio, offset, topk, stride_cr,
-                           CAP: tl.constexpr):
+                           CAP: tl.constexpr, UNROLL: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     cnt = tl.load(COUNT + pid)
     if cnt > CAP // 4:
@@ -383,9 +400,9 @@ def trim_candidates_kernel(CAND_V, CAND_I, COUNT, TAU, row0, rows_per_b, s0, T, 
         kk = tl.minimum(n_visible(s, offset, ratio, T), topk).to(tl.int32)
         tau = tl.load(TAU + pid)
         if cnt <= CAP // 2:
-            _trim_row(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP // 2)
+            _trim_row(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP // 2, UNROLL=UNROLL)
         else:
-            _trim_row(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP)
+            _trim_row(CAND_V, CAND_I, pid, cnt, kk, tau, stride_cr, W=CAP, UNROLL=False)
         tl.store(COUNT + pid, kk)
 
 
@@ -400,7 +417,7 @@ def trim_candidates(vals: torch.Tensor, idx: torch.Tensor, th: Threshold, *, row
     assert cap & (cap - 1) == 0 and cap >= 4 * topk and vals.stride(1) == 1 and idx.stride(0) == vals.stride(0)
     if R:
         trim_candidates_kernel[(R,)](vals, idx, th.count, th.tau, row0, rows_per_b, s0, T, ratio, offset, topk,
-                                     vals.stride(0), CAP=cap,
+                                     vals.stride(0), CAP=cap, UNROLL=UNROLL_SEARCH,
                                      num_warps=TRIM_WARPS or 4)
 
 
