@@ -89,9 +89,10 @@ def _select_rows(topk: int) -> int:
 
 def _group_size(min_visible: int, n_cols: int, topk: int, block_t: int) -> int:
     """Power-of-two column group (≤ ``block_t``) of a chunk whose rows see ``min_visible`` ..
-    ``n_cols`` keys: the largest (≤ ``LARGEST_GROUP``) that leaves every row ``GROUPS_PER_K · topk``
-    groups of at least ``MIN_GROUP``; else 1 when ``n_cols <= DIRECT_MAX_COLS``; else the smallest above 1. In every
-    case doubled while the widest row has more than ``MAX_GROUPS`` groups."""
+    ``n_cols`` keys: the largest (≤ ``LARGEST_GROUP``) that leaves every row
+    ``GROUPS_PER_K · topk`` groups of at least ``MIN_GROUP``; else 1 when
+    ``n_cols <= DIRECT_MAX_COLS``; else the smallest above 1. In every case doubled while the
+    widest row has more than ``MAX_GROUPS`` groups."""
     g = min(block_t, LARGEST_GROUP, min_visible // (GROUPS_PER_K * topk))
     if g >= MIN_GROUP:
         g = 1 << (g.bit_length() - 1)
@@ -112,7 +113,8 @@ class _Selection:
         """``max_rows``: the most rows one :meth:`run` gets (buffers no larger than that)."""
         self.p, self.out = p, out
         self.cap = _candidate_capacity(p.topk)
-        self.rows = max(1, min(_select_rows(p.topk), max_rows or _select_rows(p.topk)))
+        rows = _select_rows(p.topk)
+        self.rows = max(1, min(rows, max_rows)) if max_rows else rows
         self.vals = torch.empty((self.rows, self.cap), dtype=torch.float32, device=p.device)
         self.idx = torch.empty((self.rows, self.cap), dtype=torch.int32, device=p.device)
 
