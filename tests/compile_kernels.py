@@ -43,7 +43,7 @@ def main():
            **_i("n_groups", "topk", "live_cap", "stride_gr", "stride_lr"), "BLOCK_G": "constexpr", "UNROLL": "constexpr"}
     for width in c.KTH_WIDTHS:
         _compile(f"kth_group_max {width}", c.kth_group_max_kernel, kth, {"BLOCK_G": width, "UNROLL": c.UNROLL_SEARCH},
-                 num_warps=8 if width >= 4096 else 4)
+                 num_warps=c._kth_warps(width))
     gat = {"WS": "*fp32", "TAU": "*fp32", "LIVE": "*i32", "N_LIVE": "*i32", "CAND_V": "*fp32", "CAND_I": "*i32",
            "COUNT": "*i32", **_i("n_cols", "live_cap", "cap", "stride_wr", "stride_lr", "stride_cr"),
            "BLOCK_L": "constexpr", "GROUP": "constexpr"}
@@ -63,7 +63,7 @@ def main():
     for topk in (1, 512, 2048):
         cap = 1 << (4 * topk - 1).bit_length()
         _compile(f"trim topk {topk}", c.trim_candidates_kernel, trim, {"CAP": cap, "UNROLL": c.UNROLL_SEARCH},
-                 num_warps=4)
+                 num_warps=c._trim_warps(cap))
         _compile(f"select topk {topk}", c.select_candidates_kernel, sel, {"KW": cap // 4, "WRITE_V": True},
                  num_warps=c._sort_warps(cap // 4))
 

@@ -38,9 +38,10 @@ VARIANTS = {
     "g2m4": {"MIN_GROUP": 4},
     "sort8": {"candidates.SORT_WARPS": 8},
     "kth16": {"candidates.KTH_WARPS": 16},
-    "trim4": {"candidates.TRIM_WARPS": 4},
-    # the gather reads topk · group entries per row: narrower groups for rows wider than 131,072
-    "g64": {"LARGEST_GROUP": 64},
+    "trim8": {"candidates.TRIM_WARPS": 8},
+    # the gather reads topk · group entries per row, the k-th search n / group maxima: groups of
+    # 128 (the default before ce14674) or 32 instead of 64 for rows wider than 131,072
+    "g128": {"LARGEST_GROUP": 128},
     "g32": {"LARGEST_GROUP": 32},
     # a 512 MiB score workspace: 1M's widest chunks hold 512 rows (half the launches), +0.25 GiB
     "ws512": {"DEFAULT_WORKSPACE": 512 << 20},
@@ -124,9 +125,9 @@ PRECOMPILE = """
 import json, sys, time, torch, streamindex as si
 H, D, topk, ratio, S = 64, 128, int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 fp8 = sys.argv[4] == "1"
-import streamindex.kernels.candidates as cand_mod, streamindex.paths.stream as stream_mod
-for name, value in json.loads(sys.argv[5]).items():
-    setattr(*((cand_mod, name.split(".", 1)[1]) if name.startswith("candidates.") else (stream_mod, name)), value)
+sys.path.insert(0, sys.argv[6])
+from stream_probe import _patch
+_patch(json.loads(sys.argv[5]))
 if fp8:
     q, k, w, qs, ks = si.make_fp8_inputs(S, H, D, ratio=ratio, device="cuda")
     kw = dict(q_scale=qs, k_scale=ks)
@@ -144,8 +145,10 @@ def precompile_cold(model, S, fp8=False, variant="default"):
     m = MODELS[model]
     env = dict(os.environ, TRITON_CACHE_DIR=tempfile.mkdtemp(prefix="tcache-"))
     t0 = time.time()
-    out = subprocess.run([sys.executable, "-c", PRECOMPILE, str(m["topk"]), str(m["ratio"]), str(S),
-                          "1" if fp8 else "0", json.dumps(VARIANTS[variant])], env=env, capture_output=True, text=True, timeout=400)
+    args = [str(m["topk"]), str(m["ratio"]), str(S), "1" if fp8 else "0", json.dumps(VARIANTS[variant]),
+            os.path.dirname(os.path.abspath(__file__))]
+    out = subprocess.run([sys.executable, "-c", PRECOMPILE, *args], env=env, capture_output=True, text=True,
+                         timeout=400)
     line = [x for x in out.stdout.splitlines() if x.startswith("PRECOMPILE_S")]
     row = dict(model=model, S=S, fp8=fp8, variant=variant, precompile_s=float(line[0].split()[1]) if line else None,
                process_s=time.time() - t0, err=out.stderr[-400:] if out.returncode else "")

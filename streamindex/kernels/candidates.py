@@ -169,7 +169,7 @@ def kth_group_max(gmax: torch.Tensor, topk: int, live_cap: int | None = None) ->
         block_g = kth_register_width(G)
         kth_group_max_kernel[(R,)](gmax, th.tau, th.top, th.live, th.n_live, th.count, G, topk, live_cap,
                                    gmax.stride(0), live_cap, BLOCK_G=block_g, UNROLL=UNROLL_SEARCH,
-                                   num_warps=KTH_WARPS or (8 if block_g >= 4096 else 4))
+                                   num_warps=KTH_WARPS or _kth_warps(block_g))
     return th
 
 
@@ -418,7 +418,7 @@ def trim_candidates(vals: torch.Tensor, idx: torch.Tensor, th: Threshold, *, row
     if R:
         trim_candidates_kernel[(R,)](vals, idx, th.count, th.tau, row0, rows_per_b, s0, T, ratio, offset, topk,
                                      vals.stride(0), CAP=cap, UNROLL=UNROLL_SEARCH,
-                                     num_warps=TRIM_WARPS or 4)
+                                     num_warps=TRIM_WARPS or _trim_warps(cap))
 
 
 @triton.jit(do_not_specialize=["row0", "rows_per_b", "s0", "T", "offset", "topk"])
@@ -430,8 +430,7 @@ def select_candidates_kernel(CAND_V, CAND_I, COUNT, OUT_I, OUT_V, row0, rows_per
                     T, ratio, offset, topk, stride_cr, stride_ob, stride_os, W=KW, WRITE_V=WRITE_V)
 
 
-#: Warps of the selection kernels (None: the defaults, measured on the H200; the trim runs 4 at
-#: every width: 4 against 8 at cap 8,192 was 0.5 ms faster at V3.2 32K and V4-Pro 65K, probe11).
+#: Warps of the selection kernels (None: :func:`_kth_warps`, :func:`_trim_warps`, :func:`_sort_warps`).
 KTH_WARPS = None
 TRIM_WARPS = None
 SORT_WARPS = None
@@ -454,6 +453,17 @@ def select_candidates(vals: torch.Tensor, idx: torch.Tensor, count: torch.Tensor
     select_candidates_kernel[(R,)](vals, idx, count, out_idx, ov, row0, rows_per_b, s0, T, ratio, offset, topk,
                                    vals.stride(0), out_idx.stride(0), out_idx.stride(1), KW=kw,
                                    WRITE_V=out_scores is not None, num_warps=SORT_WARPS or _sort_warps(kw))
+
+
+def _kth_warps(block_g: int) -> int:
+    """Warps of the k-th group maximum over ``block_g`` registers of a row: 8 from 4,096 wide."""
+    return 8 if block_g >= 4096 else 4
+
+
+def _trim_warps(cap: int) -> int:
+    """Warps of the trim, at every ``cap``: 4 against 8 at cap 8,192 was 0.5 ms faster at V3.2 32K
+    and V4-Pro 65K (H200, probe11)."""
+    return 4
 
 
 def _sort_warps(kw: int) -> int:
